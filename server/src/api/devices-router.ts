@@ -1,0 +1,43 @@
+import { Router } from 'express';
+import { z } from 'zod';
+import type { DeviceRegistry } from '../storage/device-registry.js';
+import type { TimeSeriesStore } from '../storage/timeseries.js';
+import { parseInput } from './validate.js';
+
+const name = z.string({ error: 'must be a string' }).trim().min(1, 'must not be empty').max(200, 'must be at most 200 characters');
+const type = z.string({ error: 'must be a string' }).trim().min(1, 'must not be empty').max(100, 'must be at most 100 characters');
+const attributes = z.record(z.string(), z.unknown(), { error: 'must be a JSON object' });
+
+const createDeviceBody = z.strictObject({ name, type: type.optional(), attributes: attributes.optional() }, { error: 'must be a JSON object' });
+const patchDeviceBody = z.strictObject({ name: name.optional(), type: type.optional(), attributes: attributes.optional() }, { error: 'must be a JSON object' });
+
+/** /api/devices: the device registry. */
+export function devicesRouter(registry: DeviceRegistry, store: TimeSeriesStore): Router {
+  const router = Router();
+
+  router.post('/', (req, res) => {
+    const body = parseInput(createDeviceBody, req.body, 'body');
+    res.status(201).json(registry.create(body));
+  });
+
+  router.get('/', (_req, res) => {
+    res.json(registry.list());
+  });
+
+  router.get('/:id', (req, res) => {
+    const device = registry.get(req.params.id);
+    res.json({ ...device, clientAttributes: store.clientAttributes(device.id) });
+  });
+
+  router.patch('/:id', (req, res) => {
+    const patch = parseInput(patchDeviceBody, req.body, 'body');
+    res.json(registry.update(req.params.id, patch));
+  });
+
+  router.delete('/:id', (req, res) => {
+    registry.delete(req.params.id);
+    res.status(204).end();
+  });
+
+  return router;
+}

@@ -1,0 +1,85 @@
+import path from 'node:path';
+import express, { type ErrorRequestHandler } from 'express';
+import type { Logger } from '../logger.js';
+import type { Log } from '../log/types.js';
+import type { Metrics } from '../metrics.js';
+import { SluiceError } from '../errors.js';
+import type { Ingest } from '../ingest/ingest.js';
+import type { RejectedMessages } from '../ingest/rejected-messages.js';
+import type { DeviceRegistry } from '../storage/device-registry.js';
+import type { TimeSeriesStore } from '../storage/timeseries.js';
+import { requireAdminToken } from './auth.js';
+import { deviceHttpRouter } from './device-http-router.js';
+import { devicesRouter } from './devices-router.js';
+import { logRouter } from './log-router.js';
+import { rejectedRouter } from './rejected-router.js';
+import { telemetryRouter } from './telemetry-router.js';
+
+export interface HttpAppOptions {
+  adminToken: string;
+  registry: DeviceRegistry;
+  store: TimeSeriesStore;
+  ingest: Ingest;
+  log: Log;
+  rejected: RejectedMessages;
+  metrics: Metrics;
+  logger: Logger;
+  maxPayloadBytes: number;
+  dashboardDir: string;
+  isReady: () => boolean;
+}
+
+/** The HTTP surface: health, metrics, the device API, the operator API and the dashboard. */
+export function createHttpApp(o: HttpAppOptions): express.Express {
+  const app = express();
+  app.disable('x-powered-by');
+  app.set('query parser', 'simple');
+
+  app.get('/healthz', (_req, res) => {
+    if (o.isReady()) res.json({ status: 'ok' });
+    else res.status(503).json({ status: 'starting' });
+  });
+  app.get('/metrics', async (_req, res) => {
+    res.type(o.metrics.registry.contentType).send(await o.metrics.registry.metrics());
+  });
+
+  app.use('/api/v1', deviceHttpRouter(o.registry, o.ingest, o.metrics, o.maxPayloadBytes));
+
+  const api = express.Router();
+  api.use(requireAdminToken(o.adminToken));
+  api.use(express.json({ limit: '1mb' }));
+  api.use('/devices/:id/telemetry', telemetryRouter(o.registry, o.store));
+  api.use('/devices', devicesRouter(o.registry, o.store));
+  api.use('/log', logRouter(o.log));
+  api.use('/rejected', rejectedRouter(o.rejected));
+  app.use('/api', api);
+  app.use('/api', (req, _res, next) => next(new SluiceError('NOT_FOUND', `no route ${req.method} /api${req.path}`)));
+
+  app.use(express.static(o.dashboardDir));
+  app.use(errorHandler(o.logger));
+  return app;
+}
+
+/** The one place errors become HTTP answers: `{"error": "<what is wrong>"}`. */
+function errorHandler(logger: Logger): ErrorRequestHandler {
+  return (err, req, res, _next) => {
+    if (err instanceof SluiceError) {
+      if (err.status >= 500) logger.error({ err, path: req.path }, 'request failed');
+      res.status(err.status).json({ error: err.message });
+      return;
+    }
+    const e = err as { type?: string; status?: number; message?: string };
+    if (e.type === 'entity.parse.failed') {
+      res.status(400).json({ error: `body: not valid JSON (${e.message})` });
+    } else if (e.type === 'entity.too.large') {
+      res.status(413).json({ error: 'body: too large' });
+    } else if (typeof e.status === 'number' && e.status >= 400 && e.status < 500) {
+      res.status(e.status).json({ error: e.message ?? 'bad request' });
+    } else {
+      logger.error({ err, path: req.path }, 'unexpected error serving a request');
+      res.status(500).json({ error: 'internal error; the server log has the details' });
+    }
+  };
+}
+
+export const defaultDashboardDir = path.resolve(import.meta.dirname, '../../../dashboard');

@@ -1,0 +1,134 @@
+import { parseArgs } from 'node:util';
+import path from 'node:path';
+import { z } from 'zod';
+
+/**
+ * Flags and environment → one typed, validated config object. The only module that reads
+ * process.env. A flag wins over its environment variable; both win over the default.
+ */
+
+export type FsyncPolicy = { mode: 'always' } | { mode: 'never' } | { mode: 'interval'; intervalMs: number };
+
+export interface Config {
+  mqttPort: number;
+  httpPort: number;
+  host: string;
+  dataDir: string;
+  adminToken: string | undefined;
+  partitions: number;
+  rulesDir: string;
+  maxPayloadBytes: number;
+  fsync: FsyncPolicy;
+  logLevel: string;
+  prettyLogs: boolean;
+  demo: boolean;
+}
+
+/** Each option: its flag, its environment variable, its default and its help text. */
+const options = {
+  'mqtt-port': { env: 'MQTT_PORT', default: '1883', help: 'MQTT TCP port (0 picks a free one)' },
+  'http-port': { env: 'HTTP_PORT', default: '8080', help: 'HTTP port: REST, dashboard, socket.io (0 picks a free one)' },
+  host: { env: 'HOST', default: '0.0.0.0', help: 'address to listen on' },
+  'data-dir': { env: 'DATA_DIR', default: './data', help: 'where all state lives' },
+  'admin-token': { env: 'ADMIN_TOKEN', default: undefined, help: 'operator token (generated and stored in the data dir when absent)' },
+  partitions: { env: 'PARTITIONS', default: '4', help: 'partitions of the telemetry log topic' },
+  'rules-dir': { env: 'RULES_DIR', default: 'rules/', help: 'folder of rule documents loaded at start' },
+  'max-payload-bytes': { env: 'MAX_PAYLOAD_BYTES', default: '65536', help: 'largest device message accepted' },
+  fsync: { env: 'FSYNC', default: 'interval:50', help: 'log flush policy: always | never | interval:<ms>' },
+  'log-level': { env: 'LOG_LEVEL', default: 'info', help: 'trace | debug | info | warn | error | silent' },
+  'log-format': { env: 'LOG_FORMAT', default: 'auto', help: 'pretty | json | auto (pretty on a terminal)' },
+} as const;
+
+type OptionName = keyof typeof options;
+
+const port = (name: string) =>
+  z.coerce.number({ error: `${name} must be a number` }).int(`${name} must be a whole number`)
+    .min(0, `${name} must be 0..65535`).max(65535, `${name} must be 0..65535`);
+
+const fsyncPolicy = z.string().transform((value, ctx): FsyncPolicy => {
+  if (value === 'always' || value === 'never') return { mode: value };
+  const match = /^interval(?::(\d+))?$/.exec(value);
+  if (match) return { mode: 'interval', intervalMs: match[1] === undefined ? 50 : Number(match[1]) };
+  ctx.addIssue({ code: 'custom', message: `fsync must be always, never or interval:<ms>, got "${value}"` });
+  return z.NEVER;
+});
+
+const schema = z.object({
+  'mqtt-port': port('mqtt-port'),
+  'http-port': port('http-port'),
+  host: z.string().min(1),
+  'data-dir': z.string().min(1, 'data-dir must not be empty'),
+  'admin-token': z.string().min(8, 'admin-token must be at least 8 characters').optional(),
+  partitions: z.coerce.number().int('partitions must be a whole number').min(1, 'partitions must be 1..1024').max(1024, 'partitions must be 1..1024'),
+  'rules-dir': z.string().min(1),
+  'max-payload-bytes': z.coerce.number().int().min(16, 'max-payload-bytes must be at least 16').max(16 * 1024 * 1024, 'max-payload-bytes must be at most 16 MiB'),
+  fsync: fsyncPolicy,
+  'log-level': z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']),
+  'log-format': z.enum(['pretty', 'json', 'auto']),
+});
+
+export class ConfigError extends Error {}
+
+export function helpText(): string {
+  const lines = Object.entries(options).map(([flag, o]) =>
+    `  --${flag.padEnd(20)} ${o.env.padEnd(18)} ${o.help}${o.default === undefined ? '' : ` (default ${o.default})`}`);
+  return ['Usage: npm start -- [options]', '', '  flag                   environment', ...lines,
+    '  --demo                                    also run the device simulator on a small fleet',
+    '  --help                                    this text'].join('\n');
+}
+
+export interface ParsedCommandLine {
+  help: boolean;
+  config: Config;
+}
+
+/** Reads argv and env; throws ConfigError naming the option at fault. */
+export function loadConfig(argv: string[], env: NodeJS.ProcessEnv, isTty = false): ParsedCommandLine {
+  const flagSpec = Object.fromEntries(Object.keys(options).map((k) => [k, { type: 'string' as const }]));
+  let parsed;
+  try {
+    parsed = parseArgs({ args: argv, options: { ...flagSpec, demo: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } }, strict: true, allowPositionals: false });
+  } catch (err) {
+    throw new ConfigError((err as Error).message);
+  }
+  const raw: Record<string, string | undefined> = {};
+  for (const [name, o] of Object.entries(options) as [OptionName, (typeof options)[OptionName]][]) {
+    const fromFlag = (parsed.values as Record<string, string | boolean | undefined>)[name];
+    raw[name] = typeof fromFlag === 'string' ? fromFlag : (env[o.env] ?? o.default);
+  }
+  const result = schema.safeParse(raw);
+  if (!result.success) {
+    const issue = result.error.issues[0]!;
+    const field = String(issue.path[0] ?? '');
+    const o = options[field as OptionName];
+    throw new ConfigError(`--${field}${o ? ` / ${o.env}` : ''}: ${issue.message}`);
+  }
+  const v = result.data;
+  const format = v['log-format'];
+  return {
+    help: parsed.values.help === true,
+    config: {
+      mqttPort: v['mqtt-port'],
+      httpPort: v['http-port'],
+      host: v.host,
+      dataDir: path.resolve(v['data-dir']),
+      adminToken: v['admin-token'],
+      partitions: v.partitions,
+      rulesDir: path.resolve(v['rules-dir']),
+      maxPayloadBytes: v['max-payload-bytes'],
+      fsync: v.fsync,
+      logLevel: v['log-level'],
+      prettyLogs: format === 'pretty' || (format === 'auto' && isTty),
+      demo: parsed.values.demo === true,
+    },
+  };
+}
+
+/** Defaults for embedding Sluice (tests, the simulator's demo): every port picked freely. */
+export function testConfig(overrides: Partial<Config> & { dataDir: string }): Config {
+  return {
+    mqttPort: 0, httpPort: 0, host: '127.0.0.1', adminToken: 'test-admin-token', partitions: 4,
+    rulesDir: path.resolve('rules'), maxPayloadBytes: 65536, fsync: { mode: 'interval', intervalMs: 50 },
+    logLevel: 'silent', prettyLogs: false, demo: false, ...overrides,
+  };
+}

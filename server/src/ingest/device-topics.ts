@@ -1,0 +1,24 @@
+import type { MessageKind } from '../telemetry/device-message.js';
+
+/** The MQTT topics a device publishes to (ThingsBoard's device API). */
+const publishTopics: Record<string, MessageKind> = {
+  'v1/devices/me/telemetry': 'telemetry',
+  'v1/devices/me/attributes': 'attributes',
+};
+
+export function kindOfDeviceTopic(topic: string): MessageKind | undefined {
+  return Object.hasOwn(publishTopics, topic) ? publishTopics[topic] : undefined;
+}
+
+/** What a device may subscribe to: messages from the server to itself, nothing of other devices. */
+const subscribableTopics = new Set([
+  'v1/devices/me/attributes',
+  'v1/devices/me/attributes/response/+',
+  'v1/devices/me/rpc/request/+',
+]);
+
+export function deviceMaySubscribe(topic: string): boolean {
+  return subscribableTopics.has(topic);
+}
+
+export const publishTopicList = Object.keys(publishTopics);

@@ -1,0 +1,113 @@
+import net from 'node:net';
+import { Aedes, type Client, type PublishPacket, type Subscription } from 'aedes';
+import type { Logger } from '../logger.js';
+import type { Metrics } from '../metrics.js';
+import type { Device, DeviceRegistry } from '../storage/device-registry.js';
+import { deviceMaySubscribe, kindOfDeviceTopic, publishTopicList } from './device-topics.js';
+import type { Ingest } from './ingest.js';
+
+/** CONNACK return codes of MQTT 3.1.1 (section 3.2.2.3). */
+const BAD_USERNAME_OR_PASSWORD = 4;
+
+export interface MqttBroker {
+  server: net.Server;
+  close(): Promise<void>;
+}
+
+export interface MqttBrokerOptions {
+  registry: DeviceRegistry;
+  ingest: Ingest;
+  metrics: Metrics;
+  logger: Logger;
+}
+
+/**
+ * Sluice's own MQTT broker. A device connects with its access token as username; every PUBLISH
+ * is validated and appended to the log inside `authorizePublish`, so that aedes sends the PUBACK
+ * of a QoS 1 message only once it is durable. Device messages are not relayed to subscribers.
+ */
+export async function startMqttBroker(options: MqttBrokerOptions): Promise<MqttBroker> {
+  const { registry, ingest, metrics, logger } = options;
+  const devices = new WeakMap<Client, Device>();
+  const clientsByDevice = new Map<string, Set<Client>>();
+
+  const broker = await Aedes.createBroker({
+    // A session's client id is the device's business; ThingsBoard clients send long ones.
+    maxClientsIdLength: 256,
+    authenticate(client, username, _password, done) {
+      const device = username ? registry.findByToken(username) : undefined;
+      if (!device) {
+        metrics.authFailures.inc({ transport: 'mqtt' });
+        logger.info({ clientId: client.id }, 'MQTT connection refused: unknown or empty access token');
+        const err = Object.assign(new Error('unknown or empty access token'), { returnCode: BAD_USERNAME_OR_PASSWORD });
+        return done(err as never, false);
+      }
+      devices.set(client, device);
+      done(null, true);
+    },
+    authorizePublish(client, packet, done) {
+      const device = client ? devices.get(client) : undefined;
+      // The broker's own publishes ($SYS heartbeats) come without a client.
+      if (!client || !device) return done(null);
+      // Nothing a device sends is kept as a retained message [MQTT-3.3.1-5 does not apply].
+      packet.retain = false;
+      handleDevicePublish(device, packet).then(() => done(null), (err: Error) => done(err));
+    },
+    authorizeSubscribe(client, subscription: Subscription, done) {
+      if (client && devices.has(client) && !deviceMaySubscribe(subscription.topic)) {
+        logger.debug({ clientId: client.id, topic: subscription.topic }, 'subscription refused');
+        return done(null, null as never); // SUBACK 0x80: failure
+      }
+      done(null, subscription);
+    },
+    authorizeForward(client, packet) {
+      return client && devices.has(client) && kindOfDeviceTopic(packet.topic) ? null : packet;
+    },
+  });
+
+  async function handleDevicePublish(device: Device, packet: PublishPacket): Promise<void> {
+    const kind = kindOfDeviceTopic(packet.topic);
+    if (!kind) {
+      ingest.reject('mqtt', packet.topic, device.id, Date.now(), 'unknown_topic',
+        `unknown topic "${packet.topic}": publish to ${publishTopicList.join(' or ')}`);
+      return;
+    }
+    const payload = typeof packet.payload === 'string' ? Buffer.from(packet.payload) : packet.payload;
+    await ingest.accept(device, kind, payload, 'mqtt', packet.topic);
+  }
+
+  broker.on('client', (client) => {
+    metrics.mqttClients.inc();
+    const device = devices.get(client);
+    if (device) {
+      let set = clientsByDevice.get(device.id);
+      if (!set) clientsByDevice.set(device.id, (set = new Set()));
+      set.add(client);
+    }
+  });
+  broker.on('clientDisconnect', (client) => {
+    metrics.mqttClients.dec();
+    const device = devices.get(client);
+    if (device) clientsByDevice.get(device.id)?.delete(client);
+  });
+  broker.on('clientError', (client, err) => logger.debug({ clientId: client.id, err: err.message }, 'MQTT client error'));
+  broker.on('connectionError', (client, err) => logger.debug({ clientId: client.id, err: err.message }, 'MQTT connection error'));
+
+  const onDeleted = (device: Device) => {
+    for (const client of clientsByDevice.get(device.id) ?? []) client.close();
+    clientsByDevice.delete(device.id);
+  };
+  registry.on('deleted', onDeleted);
+
+  const server = net.createServer(broker.handle);
+  return {
+    server,
+    async close() {
+      registry.off('deleted', onDeleted);
+      // Stop accepting first; server.close() resolves only once the broker has closed every client.
+      const serverClosed = new Promise<void>((resolve) => server.close(() => resolve()));
+      await new Promise<void>((resolve) => broker.close(() => resolve()));
+      await serverClosed;
+    },
+  };
+}

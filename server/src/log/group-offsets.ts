@@ -1,0 +1,66 @@
+import fs from 'node:fs';
+import path from 'node:path';
+
+/**
+ * Committed offsets of consumer groups: one small JSON file per group, replaced atomically
+ * (write to a temp file, fsync, rename). Commits are kept in memory and persisted at most every
+ * `persistEveryMs`; consumers are at-least-once, so a crash replays at most that much.
+ */
+export class GroupOffsets {
+  private readonly dir: string;
+  private readonly offsets = new Map<string, Map<string, number[]>>();
+  private readonly dirtyGroups = new Set<string>();
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(dir: string, private readonly persistEveryMs: number) {
+    this.dir = dir;
+    fs.mkdirSync(dir, { recursive: true });
+    for (const file of fs.readdirSync(dir)) {
+      if (!file.endsWith('.json')) continue;
+      const group = decodeURIComponent(file.slice(0, -'.json'.length));
+      const data = JSON.parse(fs.readFileSync(path.join(dir, file), 'utf8')) as Record<string, number[]>;
+      this.offsets.set(group, new Map(Object.entries(data)));
+    }
+  }
+
+  get(group: string, topic: string, partition: number): number | undefined {
+    return this.offsets.get(group)?.get(topic)?.[partition] ?? undefined;
+  }
+
+  set(group: string, topic: string, partition: number, offset: number): void {
+    let topics = this.offsets.get(group);
+    if (!topics) this.offsets.set(group, (topics = new Map()));
+    let partitions = topics.get(topic);
+    if (!partitions) topics.set(topic, (partitions = []));
+    partitions[partition] = offset;
+    this.dirtyGroups.add(group);
+    this.timer ??= setTimeout(() => this.persist(), this.persistEveryMs);
+  }
+
+  entries(): { group: string; topic: string; partitions: (number | undefined)[] }[] {
+    const out = [];
+    for (const [group, topics] of this.offsets) {
+      for (const [topic, partitions] of topics) out.push({ group, topic, partitions: [...partitions] });
+    }
+    return out;
+  }
+
+  persist(): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+    for (const group of this.dirtyGroups) {
+      const file = path.join(this.dir, `${encodeURIComponent(group)}.json`);
+      const tmp = `${file}.tmp`;
+      const data = Object.fromEntries(this.offsets.get(group) ?? []);
+      const fd = fs.openSync(tmp, 'w');
+      try {
+        fs.writeSync(fd, JSON.stringify(data));
+        fs.fsyncSync(fd);
+      } finally {
+        fs.closeSync(fd);
+      }
+      fs.renameSync(tmp, file);
+    }
+    this.dirtyGroups.clear();
+  }
+}

@@ -1,0 +1,48 @@
+import { ConfigError, helpText, loadConfig } from './config.js';
+import { createLogger } from './logger.js';
+import { startSluice } from './sluice.js';
+
+/** `npm start`: read config, start Sluice, stop cleanly on SIGINT/SIGTERM. */
+async function main(): Promise<void> {
+  let parsed;
+  try {
+    parsed = loadConfig(process.argv.slice(2), process.env, process.stdout.isTTY === true);
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    process.stderr.write(`sluice: ${err.message}\n\n${helpText()}\n`);
+    process.exit(2);
+  }
+  if (parsed.help) {
+    process.stdout.write(`${helpText()}\n`);
+    return;
+  }
+  const { config } = parsed;
+  const logger = createLogger(config.logLevel, config.prettyLogs);
+  const sluice = await startSluice(config, logger);
+  logger.info({ mqtt: sluice.ports.mqtt, http: sluice.ports.http, dataDir: config.dataDir }, 'Sluice is up');
+  logger.info(`dashboard: http://localhost:${sluice.ports.http}/`);
+  logger.info(`admin token${sluice.adminTokenGenerated ? ' (generated, stored in the data dir)' : ''}: ${sluice.adminToken}`);
+
+  let signals = 0;
+  const shutdown = (signal: string) => {
+    if (++signals > 1) {
+      logger.warn('second signal: exiting without a clean stop');
+      process.exit(1);
+    }
+    logger.info({ signal }, 'stopping');
+    sluice.stop().then(() => {
+      logger.info('stopped cleanly');
+      process.exit(0);
+    }, (err: unknown) => {
+      logger.fatal({ err }, 'error while stopping');
+      process.exit(1);
+    });
+  };
+  process.on('SIGINT', () => shutdown('SIGINT'));
+  process.on('SIGTERM', () => shutdown('SIGTERM'));
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`sluice: failed to start: ${(err as Error).stack ?? String(err)}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,61 @@
+import type http from 'node:http';
+import { Server } from 'socket.io';
+import { tokensEqual } from '../api/auth.js';
+import type { Log } from '../log/types.js';
+import type { Logger } from '../logger.js';
+import type { StoredBatch } from '../storage/timeseries.js';
+
+export interface Stats {
+  ts: number;
+  /** Device messages stored per second over the last interval. */
+  ingestRate: number;
+  lag: number;
+}
+
+export interface RealtimeServer {
+  /** Pushes freshly stored telemetry to the dashboards watching. */
+  publishStored(batch: StoredBatch): void;
+  close(): Promise<void>;
+}
+
+/**
+ * socket.io on the HTTP port. Dashboards authenticate with the admin token (`auth: {token}`)
+ * and receive `telemetry` events as values are stored and `stats` about once a second.
+ */
+export function startRealtime(httpServer: http.Server, adminToken: string, log: Log, logger: Logger): RealtimeServer {
+  const io = new Server(httpServer, { serveClient: false });
+  io.use((socket, next) => {
+    const token = (socket.handshake.auth as { token?: unknown }).token;
+    if (typeof token === 'string' && tokensEqual(token, adminToken)) return next();
+    logger.debug({ address: socket.handshake.address }, 'socket.io connection refused: wrong admin token');
+    next(new Error('unauthorized: the admin token is wrong or missing'));
+  });
+
+  let storedSinceLastStats = 0;
+  let lastStatsAt = Date.now();
+  const statsTimer = setInterval(() => {
+    const now = Date.now();
+    const rate = (storedSinceLastStats * 1000) / Math.max(1, now - lastStatsAt);
+    storedSinceLastStats = 0;
+    lastStatsAt = now;
+    const lag = log.describeGroups().reduce((sum, g) => sum + g.partitions.reduce((s, p) => s + p.lag, 0), 0);
+    io.emit('stats', { ts: now, ingestRate: Math.round(rate), lag } satisfies Stats);
+  }, 1000);
+  statsTimer.unref();
+
+  return {
+    publishStored(batch) {
+      for (const m of batch.telemetry) {
+        storedSinceLastStats++;
+        if (io.engine.clientsCount === 0) continue;
+        for (const entry of m.entries) io.emit('telemetry', { deviceId: m.deviceId, ts: entry.ts, values: entry.values });
+      }
+    },
+    async close() {
+      clearInterval(statsTimer);
+      // io.close() would also close the HTTP server, which the caller owns.
+      io.disconnectSockets(true);
+      io.engine.close();
+    },
+  };
+}

@@ -1,0 +1,107 @@
+import fs from 'node:fs';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import path from 'node:path';
+import { resolveAdminToken } from './admin-token.js';
+import { createHttpApp, defaultDashboardDir } from './api/http-app.js';
+import { systemClock, type Clock } from './clock.js';
+import type { Config } from './config.js';
+import { Ingest } from './ingest/ingest.js';
+import { startMqttBroker } from './ingest/mqtt-broker.js';
+import { RejectedMessages } from './ingest/rejected-messages.js';
+import { FileLog } from './log/file-log.js';
+import type { Logger } from './logger.js';
+import { createMetrics } from './metrics.js';
+import { startRealtime } from './realtime/socket-server.js';
+import { openDatabase } from './storage/database.js';
+import { DeviceRegistry } from './storage/device-registry.js';
+import { startStorageConsumer } from './storage/storage-consumer.js';
+import { TimeSeriesStore } from './storage/timeseries.js';
+import { TELEMETRY_TOPIC } from './telemetry/device-message.js';
+
+export interface Sluice {
+  ports: { mqtt: number; http: number };
+  adminToken: string;
+  adminTokenGenerated: boolean;
+  /** Resolves once the storage consumer has stored everything in the log now. */
+  storageCaughtUp(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+/**
+ * Builds every piece and starts them, in the order data flows: log, storage, ingest, servers.
+ * Stops in reverse: stop taking input, drain, flush the log, close the database.
+ */
+export async function startSluice(config: Config, logger: Logger, clock: Clock = systemClock): Promise<Sluice> {
+  fs.mkdirSync(config.dataDir, { recursive: true });
+  const { token: adminToken, generated } = resolveAdminToken(config.dataDir, config.adminToken);
+
+  const log = new FileLog(config.dataDir, config.fsync, logger.child({ component: 'log' }));
+  const partitions = await log.ensureTopic(TELEMETRY_TOPIC, config.partitions);
+  if (partitions !== config.partitions) {
+    logger.warn({ topic: TELEMETRY_TOPIC, partitions, configured: config.partitions }, 'the topic keeps the partition count it was created with');
+  }
+  const db = openDatabase(config.dataDir);
+  const registry = new DeviceRegistry(db, clock);
+  const store = new TimeSeriesStore(db);
+  const metrics = createMetrics(log);
+  const rejected = new RejectedMessages();
+  const ingest = new Ingest(log, rejected, metrics, clock, logger.child({ component: 'ingest' }), config.maxPayloadBytes);
+
+  let ready = false;
+  const app = createHttpApp({
+    adminToken, registry, store, ingest, log, rejected, metrics, logger: logger.child({ component: 'http' }),
+    maxPayloadBytes: config.maxPayloadBytes, dashboardDir: defaultDashboardDir, isReady: () => ready,
+  });
+  const httpServer = http.createServer(app);
+  const realtime = startRealtime(httpServer, adminToken, log, logger.child({ component: 'realtime' }));
+
+  const storage = startStorageConsumer({
+    log, store, registry, logger: logger.child({ component: 'storage' }),
+    onStored(batch) {
+      let points = 0;
+      for (const m of batch.telemetry) for (const e of m.entries) for (const _ in e.values) points++;
+      metrics.pointsStored.inc(points);
+      realtime.publishStored(batch);
+    },
+  });
+
+  const mqtt = await startMqttBroker({ registry, ingest, metrics, logger: logger.child({ component: 'mqtt' }) });
+  const mqttPort = await listen(mqtt.server, config.mqttPort, config.host);
+  const httpPort = await listen(httpServer, config.httpPort, config.host);
+  const ports = { mqtt: mqttPort, http: httpPort };
+  fs.writeFileSync(path.join(config.dataDir, 'ports.json'), JSON.stringify(ports));
+  ready = true;
+
+  let stopping: Promise<void> | undefined;
+  return {
+    ports,
+    adminToken,
+    adminTokenGenerated: generated,
+    storageCaughtUp: () => storage.caughtUp(),
+    stop() {
+      stopping ??= (async () => {
+        ready = false;
+        await mqtt.close();
+        await realtime.close();
+        httpServer.closeAllConnections();
+        await new Promise<void>((resolve) => httpServer.close(() => resolve()));
+        await storage.caughtUp();
+        await storage.stop();
+        await log.close();
+        db.close();
+      })();
+      return stopping;
+    },
+  };
+}
+
+function listen(server: http.Server | import('node:net').Server, port: number, host: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve((server.address() as AddressInfo).port);
+    });
+  });
+}

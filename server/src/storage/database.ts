@@ -1,0 +1,71 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import Database from 'better-sqlite3';
+
+export type Db = Database.Database;
+
+/**
+ * Schema migrations, applied in order; `user_version` records how many ran. Append only:
+ * a released migration is never edited.
+ */
+const migrations: string[] = [
+  `CREATE TABLE devices (
+     id TEXT PRIMARY KEY,
+     name TEXT NOT NULL UNIQUE,
+     type TEXT NOT NULL DEFAULT 'default',
+     token TEXT NOT NULL UNIQUE,
+     attributes TEXT NOT NULL DEFAULT '{}',
+     created_at INTEGER NOT NULL,
+     updated_at INTEGER NOT NULL
+   );
+   CREATE TABLE client_attributes (
+     device_id TEXT NOT NULL REFERENCES devices(id) ON DELETE CASCADE,
+     key TEXT NOT NULL,
+     ts INTEGER NOT NULL,
+     value TEXT NOT NULL,
+     PRIMARY KEY (device_id, key)
+   ) WITHOUT ROWID;
+   -- One row per (device, key, ts): re-delivered log records overwrite, never duplicate.
+   -- kind: 0 number, 1 boolean, 2 string, 3 JSON object. num holds numbers and booleans (0/1);
+   -- str holds strings and JSON text.
+   CREATE TABLE ts_kv (
+     device_id TEXT NOT NULL,
+     key TEXT NOT NULL,
+     ts INTEGER NOT NULL,
+     kind INTEGER NOT NULL,
+     num REAL,
+     str TEXT,
+     PRIMARY KEY (device_id, key, ts)
+   ) WITHOUT ROWID;
+   CREATE TABLE ts_latest (
+     device_id TEXT NOT NULL,
+     key TEXT NOT NULL,
+     ts INTEGER NOT NULL,
+     kind INTEGER NOT NULL,
+     num REAL,
+     str TEXT,
+     PRIMARY KEY (device_id, key)
+   ) WITHOUT ROWID;`,
+];
+
+export function openDatabase(dataDir: string): Db {
+  fs.mkdirSync(dataDir, { recursive: true });
+  const db = new Database(path.join(dataDir, 'sluice.db'));
+  db.pragma('journal_mode = WAL');
+  // WAL + NORMAL: a commit survives a process crash; the log, not SQLite, is the durable record.
+  db.pragma('synchronous = NORMAL');
+  db.pragma('foreign_keys = ON');
+  db.pragma('busy_timeout = 5000');
+  migrate(db);
+  return db;
+}
+
+function migrate(db: Db): void {
+  const version = db.pragma('user_version', { simple: true }) as number;
+  for (let v = version; v < migrations.length; v++) {
+    db.transaction(() => {
+      db.exec(migrations[v]!);
+      db.pragma(`user_version = ${v + 1}`);
+    })();
+  }
+}
