@@ -8,8 +8,9 @@ const name = z.string({ error: 'must be a string' }).trim().min(1, 'must not be 
 const type = z.string({ error: 'must be a string' }).trim().min(1, 'must not be empty').max(100, 'must be at most 100 characters');
 const attributes = z.record(z.string(), z.unknown(), { error: 'must be a JSON object' });
 
-const createDeviceBody = z.strictObject({ name, type: type.optional(), attributes: attributes.optional() }, { error: 'must be a JSON object' });
-const patchDeviceBody = z.strictObject({ name: name.optional(), type: type.optional(), attributes: attributes.optional() }, { error: 'must be a JSON object' });
+const notAnObject = { error: (issue: { code?: string }) => (issue.code === 'invalid_type' ? 'must be a JSON object' : undefined) };
+const createDeviceBody = z.strictObject({ name, type: type.optional(), attributes: attributes.optional() }, notAnObject);
+const patchDeviceBody = z.strictObject({ name: name.optional(), type: type.optional(), attributes: attributes.optional() }, notAnObject);
 
 /** /api/devices: the device registry. */
 export function devicesRouter(registry: DeviceRegistry, store: TimeSeriesStore): Router {

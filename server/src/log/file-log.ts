@@ -90,13 +90,20 @@ export class FileLog implements Log {
     return new Promise((resolve) => {
       let list = this.waiters.get(file);
       if (!list) this.waiters.set(file, (list = []));
-      const waiter: Waiter = { offset, resolve };
-      list.push(waiter);
-      signal?.addEventListener('abort', () => {
+      const onAbort = () => {
         const l = this.waiters.get(file);
         if (l) this.waiters.set(file, l.filter((w) => w !== waiter));
         resolve();
-      }, { once: true });
+      };
+      const waiter: Waiter = {
+        offset,
+        resolve: () => {
+          signal?.removeEventListener('abort', onAbort);
+          resolve();
+        },
+      };
+      list.push(waiter);
+      signal?.addEventListener('abort', onAbort, { once: true });
     });
   }
 

@@ -71,7 +71,7 @@ export class TimeSeriesStore {
       // count counts every value; the others take numbers and booleans (as 0/1).
       const kinds = agg === 'count' ? '' : `AND kind IN (${KIND_NUMBER}, ${KIND_BOOLEAN})`;
       this.aggregateStatements.set(agg, db.prepare(`SELECT bucket AS ts, value FROM (
-          SELECT (ts / @interval) * @interval AS bucket, ${expr} AS value FROM ts_kv
+          SELECT ts - (ts % CAST(@interval AS INTEGER)) AS bucket, ${expr} AS value FROM ts_kv
           WHERE device_id = @deviceId AND key = @key AND ts >= @from AND ts <= @to ${kinds}
           GROUP BY bucket ORDER BY bucket DESC LIMIT @limit
         ) ORDER BY bucket`));

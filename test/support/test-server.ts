@@ -1,0 +1,97 @@
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
+import { pino } from 'pino';
+import { testConfig, type Config } from '../../server/src/config.js';
+import { startSluice, type Sluice } from '../../server/src/sluice.js';
+
+export const silentLogger = pino({ level: 'silent' });
+
+export function tempDir(prefix = 'sluice-test-'): string {
+  return fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+}
+
+export interface CreatedDevice {
+  id: string;
+  name: string;
+  type: string;
+  token: string;
+  attributes: Record<string, unknown>;
+}
+
+/** A real Sluice on free ports over a temp data dir, with small helpers for its two APIs. */
+export class TestServer {
+  private constructor(readonly sluice: Sluice, readonly dataDir: string, readonly config: Config) {}
+
+  static async start(overrides: Partial<Config> = {}): Promise<TestServer> {
+    const dataDir = overrides.dataDir ?? tempDir();
+    const config = testConfig({ ...overrides, dataDir });
+    return new TestServer(await startSluice(config, silentLogger), dataDir, config);
+  }
+
+  get baseUrl(): string {
+    return `http://127.0.0.1:${this.sluice.ports.http}`;
+  }
+
+  get mqttUrl(): string {
+    return `mqtt://127.0.0.1:${this.sluice.ports.mqtt}`;
+  }
+
+  /** An operator request with the admin token; JSON bodies are serialised. */
+  api(method: string, route: string, body?: unknown, headers: Record<string, string> = {}): Promise<Response> {
+    const init: RequestInit = { method, headers: { authorization: `Bearer ${this.sluice.adminToken}`, ...headers } };
+    if (body !== undefined) {
+      init.body = typeof body === 'string' ? body : JSON.stringify(body);
+      (init.headers as Record<string, string>)['content-type'] = 'application/json';
+    }
+    return fetch(`${this.baseUrl}${route}`, init);
+  }
+
+  async json<T = unknown>(method: string, route: string, body?: unknown): Promise<T> {
+    const res = await this.api(method, route, body);
+    if (!res.ok) throw new Error(`${method} ${route} → ${res.status} ${await res.text()}`);
+    return (await res.json()) as T;
+  }
+
+  createDevice(name: string, extra: Record<string, unknown> = {}): Promise<CreatedDevice> {
+    return this.json<CreatedDevice>('POST', '/api/devices', { name, ...extra });
+  }
+
+  /** Connects as a device; rejects if the broker refuses the CONNECT. */
+  connectDevice(token: string, options: IClientOptions = {}): Promise<MqttClient> {
+    return connectMqtt(this.mqttUrl, { username: token, ...options });
+  }
+
+  stop(): Promise<void> {
+    return this.sluice.stop();
+  }
+}
+
+export function connectMqtt(url: string, options: IClientOptions): Promise<MqttClient> {
+  return new Promise((resolve, reject) => {
+    const client = mqtt.connect(url, { reconnectPeriod: 0, connectTimeout: 5000, ...options });
+    client.once('connect', () => resolve(client));
+    client.once('error', (err) => {
+      client.end(true);
+      reject(err);
+    });
+  });
+}
+
+export function waitFor<T>(what: string, check: () => Promise<T | undefined> | T | undefined, timeoutMs = 5000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  return new Promise((resolve, reject) => {
+    const attempt = async () => {
+      try {
+        const value = await check();
+        if (value !== undefined && value !== false) return resolve(value);
+      } catch (err) {
+        if (Date.now() > deadline) return reject(err);
+      }
+      if (Date.now() > deadline) return reject(new Error(`timed out waiting for ${what}`));
+      setTimeout(attempt, 25);
+    };
+    void attempt();
+  });
+}

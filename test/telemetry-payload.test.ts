@@ -1,0 +1,57 @@
+import { describe, expect, it } from 'vitest';
+import { parseTelemetryPayload } from '../server/src/telemetry/payload.js';
+
+const parse = (text: string) => parseTelemetryPayload(Buffer.from(text), 1000);
+
+describe('device payload forms', () => {
+  it('takes flat values at server time', () => {
+    expect(parse('{"temp":21.5,"on":true,"mode":"auto","pos":{"lat":1,"lon":2}}')).toEqual({
+      ok: true, entries: [{ ts: 1000, values: { temp: 21.5, on: true, mode: 'auto', pos: { lat: 1, lon: 2 } } }],
+    });
+  });
+
+  it('takes {ts, values} at the device time', () => {
+    expect(parse('{"ts":1700000000000,"values":{"temp":1}}')).toEqual({ ok: true, entries: [{ ts: 1700000000000, values: { temp: 1 } }] });
+  });
+
+  it('takes an array mixing both forms', () => {
+    expect(parse('[{"a":1},{"ts":5,"values":{"b":2}}]')).toEqual({ ok: true, entries: [{ ts: 1000, values: { a: 1 } }, { ts: 5, values: { b: 2 } }] });
+  });
+});
+
+describe('malformed payloads are rejected with a reason', () => {
+  const cases: [string, string, RegExp][] = [
+    ['not JSON', '{"temp":', /not valid JSON/],
+    ['binary garbage', '\u0000\u00ff\u0001', /not valid JSON/],
+    ['a bare number', '42', /expected a JSON object, got number 42/],
+    ['null', 'null', /expected a JSON object, got null/],
+    ['an array of numbers', '[1,2,3]', /expected a JSON object at \[0\], got number 1/],
+    ['an empty array', '[]', /empty array/],
+    ['an empty object', '{}', /no values/],
+    ['ts that is not a number', '{"ts":"yesterday","values":{"a":1}}', /"ts" must be a non-negative whole number.*"yesterday"/],
+    ['a negative ts', '{"ts":-5,"values":{"a":1}}', /"ts" must be a non-negative/],
+    ['a fractional ts', '{"ts":1.5,"values":{"a":1}}', /"ts" must be a non-negative whole/],
+    ['empty values', '{"ts":1,"values":{}}', /no values in \.values/],
+    ['values that are not an object', '{"ts":1,"values":[1]}', /"values" must be a JSON object, got an array/],
+    ['ts without values', '{"ts":1,"temp":2}', /unexpected key "temp"/],
+    ['only ts', '{"ts":1}', /"ts" given without "values"/],
+    ['only values', '{"values":{"a":1}}', /"values" given without "ts"/],
+    ['a null value', '{"temp":null}', /value of "temp" must be a number, boolean, string or object, got null/],
+    ['an array value', '{"temp":[1,2]}', /value of "temp" .* got an array/],
+    ['an empty key', '{"":1}', /empty key/],
+    ['a bad item deep in an array', '[{"a":1},{"ts":1,"values":{"b":null}}]', /value of "b" in \[1\]\.values/],
+  ];
+  for (const [name, text, reason] of cases) {
+    it(`rejects ${name}`, () => {
+      const result = parse(text);
+      expect(result.ok).toBe(false);
+      if (!result.ok) expect(result.reason).toMatch(reason);
+    });
+  }
+
+  it('does not let __proto__ keys reach the prototype', () => {
+    const result = parse('{"__proto__":{"polluted":1},"a":1}');
+    expect(result.ok).toBe(true);
+    expect(({} as Record<string, unknown>).polluted).toBeUndefined();
+  });
+});
