@@ -1,0 +1,41 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { waitFor } from './test-server.js';
+
+export const repoRoot = path.resolve(import.meta.dirname, '../..');
+
+export interface ChildServer {
+  child: ChildProcess;
+  ports: { mqtt: number; http: number };
+  output: () => string;
+  exited: Promise<number | null>;
+}
+
+/** Sluice as users run it: `tsx server/src/main.ts` in its own process. */
+export function spawnSluice(args: string[], env: Record<string, string> = {}): { child: ChildProcess; output: () => string; exited: Promise<number | null> } {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'server/src/main.ts', ...args], {
+    cwd: repoRoot,
+    env: { ...process.env, LOG_FORMAT: 'json', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  child.stdout!.on('data', (d: Buffer) => { out += d.toString(); });
+  child.stderr!.on('data', (d: Buffer) => { out += d.toString(); });
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  return { child, output: () => out, exited };
+}
+
+/** Starts a child server on free ports and waits until ports.json says where it listens. */
+export async function startChildSluice(dataDir: string, args: string[] = [], env: Record<string, string> = {}): Promise<ChildServer> {
+  const portsFile = path.join(dataDir, 'ports.json');
+  fs.rmSync(portsFile, { force: true });
+  const spawned = spawnSluice(['--data-dir', dataDir, '--mqtt-port', '0', '--http-port', '0', ...args], env);
+  let exitCode: number | null | undefined;
+  void spawned.exited.then((code) => { exitCode = code; });
+  const ports = await waitFor('ports.json', () => {
+    if (exitCode !== undefined) throw new Error(`sluice exited with ${exitCode}: ${spawned.output()}`);
+    return fs.existsSync(portsFile) ? (JSON.parse(fs.readFileSync(portsFile, 'utf8')) as { mqtt: number; http: number }) : undefined;
+  }, 20_000);
+  return { ...spawned, ports };
+}
