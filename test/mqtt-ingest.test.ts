@@ -36,6 +36,19 @@ describe('MQTT device API', () => {
     expect(values.temperature!.ts).toBeLessThanOrEqual(Date.now());
   });
 
+  it('sends the QoS 1 PUBACK only once the message is in the log', async () => {
+    const logEnd = async () => {
+      const log = await server.json<{ topics: { partitions: { endOffset: number }[] }[] }>('GET', '/api/log');
+      return log.topics[0]!.partitions.reduce((sum, p) => sum + p.endOffset, 0);
+    };
+    const before = await logEnd();
+    for (let i = 0; i < 5; i++) {
+      await client.publishAsync('v1/devices/me/telemetry', `{"seq":${i}}`, { qos: 1 });
+      // No waiting: the acknowledgement itself says the record is there.
+      expect(await logEnd()).toBe(before + i + 1);
+    }
+  });
+
   it('stores {ts, values} and arrays at the device\'s time', async () => {
     await client.publishAsync('v1/devices/me/telemetry', '{"ts":1000,"values":{"pressure":1013}}', { qos: 1 });
     await client.publishAsync('v1/devices/me/telemetry', '[{"ts":2000,"values":{"pressure":1014}},{"ts":3000,"values":{"pressure":1015}}]', { qos: 1 });
