@@ -1,0 +1,174 @@
+import { execFile } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { pino } from 'pino';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { testConfig } from '../server/src/config.js';
+import { startSluice, type Sluice } from '../server/src/sluice.js';
+import { planDevices } from '../devices-sim/src/device-plan.js';
+import { OptionError, parseSimArgs, type SimOptions } from '../devices-sim/src/options.js';
+import { machine, profileForIndex, roomSensor } from '../devices-sim/src/profiles.js';
+import { deriveSeed, mulberry32 } from '../devices-sim/src/random.js';
+import { runSimulation, type SimulationSummary } from '../devices-sim/src/simulation.js';
+
+const repoRoot = path.resolve(import.meta.dirname, '..');
+
+interface DeviceJson { id: string; name: string; type: string; attributes: Record<string, unknown> }
+type Latest = Record<string, { ts: number; value: unknown }>;
+type Series = Record<string, Array<{ ts: number; value: unknown }>>;
+
+describe('the device simulator against a real Sluice', () => {
+  let sluice: Sluice;
+  let dataDir: string;
+  let options: SimOptions;
+  let summary: SimulationSummary;
+
+  const api = async <T>(route: string): Promise<T> => {
+    const res = await fetch(`http://127.0.0.1:${sluice.ports.http}${route}`, { headers: { authorization: `Bearer ${sluice.adminToken}` } });
+    if (!res.ok) throw new Error(`GET ${route} → ${res.status} ${await res.text()}`);
+    return await res.json() as T;
+  };
+
+  beforeAll(async () => {
+    dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'sluice-sim-test-'));
+    sluice = await startSluice(testConfig({ dataDir }), pino({ level: 'silent' }));
+    options = {
+      url: `http://127.0.0.1:${sluice.ports.http}`, mqttUrl: `mqtt://127.0.0.1:${sluice.ports.mqtt}`,
+      adminToken: sluice.adminToken, devices: 3, rate: 5, qos: 1, durationSec: undefined, seed: 7, prefix: 'simtest-',
+    };
+    const stop = new AbortController();
+    setTimeout(() => stop.abort(), 2000);
+    summary = await runSimulation(options, { signal: stop.signal });
+    await sluice.storageCaughtUp();
+  });
+
+  afterAll(async () => {
+    await sluice?.stop();
+    if (dataDir) fs.rmSync(dataDir, { recursive: true, force: true });
+  });
+
+  it('creates its devices with their profile as type and site/floor attributes', async () => {
+    const devices = await api<DeviceJson[]>('/api/devices');
+    const ours = devices.filter((d) => d.name.startsWith('simtest-')).sort((a, b) => a.name.localeCompare(b.name));
+    expect(ours.map((d) => [d.name, d.type])).toEqual([
+      ['simtest-1', 'room-sensor'], ['simtest-2', 'machine'], ['simtest-3', 'room-sensor'],
+    ]);
+    for (const d of ours) expect(Object.keys(d.attributes).sort()).toEqual(['floor', 'site']);
+    expect(summary).toMatchObject({ devices: 3, created: 3, reused: 0, errors: 0 });
+  });
+
+  it('publishes telemetry that Sluice stores, with the keys of each profile', async () => {
+    const devices = await api<DeviceJson[]>('/api/devices');
+    let stored = 0;
+    for (const planned of planDevices('simtest-', 3)) {
+      const device = devices.find((d) => d.name === planned.name)!;
+      const latest = await api<Latest>(`/api/devices/${device.id}/telemetry/latest`);
+      expect(Object.keys(latest).sort()).toEqual([...planned.profile.keys].sort());
+      for (const key of planned.profile.keys) expect(typeof latest[key]!.value).toBe('number');
+      const series = await api<Series>(`/api/devices/${device.id}/telemetry?keys=${planned.profile.keys[0]}`);
+      const points = series[planned.profile.keys[0]!]!;
+      // 5 messages a second for about 2 s, less the first interval's stagger.
+      expect(points.length).toBeGreaterThanOrEqual(5);
+      stored += points.length;
+    }
+    // QoS 1: a message counts as sent once PUBACKed, which Sluice does only once it is durable.
+    expect(stored).toBe(summary.sent);
+  });
+
+  it('reuses devices that already exist by name', async () => {
+    const again = await runSimulation({ ...options, durationSec: 0.3 });
+    expect(again).toMatchObject({ devices: 3, created: 0, reused: 3, errors: 0 });
+    const devices = await api<DeviceJson[]>('/api/devices');
+    expect(devices.filter((d) => d.name.startsWith('simtest-'))).toHaveLength(3);
+  });
+});
+
+describe('seeded values', () => {
+  const sequence = (seed: number, index: number) => {
+    const profile = profileForIndex(index);
+    const device = profile.createDevice(mulberry32(deriveSeed(seed, index)));
+    return Array.from({ length: 50 }, (_, i) => device(1_700_000_000_000 + i * 1000));
+  };
+
+  it('the same seed gives the same numbers', () => {
+    const a = mulberry32(42);
+    const b = mulberry32(42);
+    const first = Array.from({ length: 100 }, a);
+    expect(Array.from({ length: 100 }, b)).toEqual(first);
+    expect(first.every((x) => x >= 0 && x < 1)).toBe(true);
+    expect(Array.from({ length: 100 }, mulberry32(43))).not.toEqual(first);
+  });
+
+  it('the same seed gives each device the same sequence of readings', () => {
+    for (const index of [0, 1, 2]) expect(sequence(7, index)).toEqual(sequence(7, index));
+    expect(sequence(7, 0)).not.toEqual(sequence(8, 0));
+    expect(sequence(7, 0)).not.toEqual(sequence(7, 2));
+  });
+
+  it('profiles give their keys with plausible values', () => {
+    for (const r of sequence(1, 0)) {
+      expect(Object.keys(r).sort()).toEqual([...roomSensor.keys].sort());
+      expect(r.temperature).toBeGreaterThan(10);
+      expect(r.temperature).toBeLessThan(35);
+      expect(r.humidity).toBeGreaterThanOrEqual(0);
+      expect(r.humidity).toBeLessThanOrEqual(100);
+    }
+    for (const r of sequence(1, 1)) {
+      expect(Object.keys(r).sort()).toEqual([...machine.keys].sort());
+      expect(r.rpm).toBeGreaterThan(1000);
+      expect(r.current).toBeGreaterThan(0);
+      expect(r.vibration).toBeGreaterThan(0);
+    }
+  });
+});
+
+describe('simulator options', () => {
+  const parse = (...argv: string[]) => parseSimArgs(argv, { env: {}, readStoredAdminToken: () => 'stored-token' });
+
+  it('has the documented defaults, and reads the stored admin token when none is given', () => {
+    expect(parse()).toEqual({
+      help: false,
+      options: {
+        url: 'http://localhost:8080', mqttUrl: 'mqtt://localhost:1883', adminToken: 'stored-token', devices: 10, rate: 1,
+        qos: 1, durationSec: undefined, seed: 1, prefix: 'sim-',
+      },
+    });
+  });
+
+  it('takes the flag before ADMIN_TOKEN before the stored token', () => {
+    const env = { ADMIN_TOKEN: 'from-env' };
+    expect(parseSimArgs([], { env, readStoredAdminToken: () => 'stored' })).toMatchObject({ options: { adminToken: 'from-env' } });
+    expect(parseSimArgs(['--admin-token', 'flag'], { env, readStoredAdminToken: () => 'stored' })).toMatchObject({ options: { adminToken: 'flag' } });
+    expect(() => parseSimArgs([], { env: {}, readStoredAdminToken: () => undefined })).toThrow(/--admin-token/);
+  });
+
+  it.each([
+    ['--devices', '0'], ['--devices', '1.5'], ['--rate', '0'], ['--rate', 'fast'], ['--qos', '2'],
+    ['--duration', '-1'], ['--seed', 'x'], ['--url', 'localhost'], ['--mqtt-url', 'http://x'], ['--prefix', ''],
+  ])('refuses %s %j, naming the option', (flag, value) => {
+    expect(() => parse(flag, value)).toThrow(OptionError);
+    expect(() => parse(flag, value)).toThrow(flag);
+  });
+});
+
+describe('the simulator CLI', () => {
+  const run = promisify(execFile);
+
+  it('exits 2 with a message naming the option on a bad value', async () => {
+    const failure = await run('npx', ['tsx', 'devices-sim/src/cli.ts', '--devices', 'abc'], { cwd: repoRoot }).then(
+      () => { throw new Error('the CLI accepted --devices abc'); },
+      (err: { code?: number; stderr?: string }) => err,
+    );
+    expect(failure.code).toBe(2);
+    expect(failure.stderr).toContain('--devices');
+  });
+
+  it('prints usage on --help', async () => {
+    const { stdout } = await run('npx', ['tsx', 'devices-sim/src/cli.ts', '--help'], { cwd: repoRoot });
+    for (const flag of ['--url', '--mqtt-url', '--admin-token', '--devices', '--rate', '--qos', '--duration', '--seed', '--prefix']) {
+      expect(stdout).toContain(flag);
+    }
+  });
+});
