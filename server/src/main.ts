@@ -1,5 +1,6 @@
 import { ConfigError, helpText, loadConfig } from './config.js';
 import { createLogger } from './logger.js';
+import { startDemoFleet, type DemoFleet } from './demo-fleet.js';
 import { startSluice } from './sluice.js';
 
 /** `npm start`: read config, start Sluice, stop cleanly on SIGINT/SIGTERM. */
@@ -22,6 +23,7 @@ async function main(): Promise<void> {
   logger.info({ mqtt: sluice.ports.mqtt, http: sluice.ports.http, dataDir: config.dataDir }, 'Sluice is up');
   logger.info(`dashboard: http://localhost:${sluice.ports.http}/`);
   logger.info(`admin token${sluice.adminTokenGenerated ? ' (generated, stored in the data dir)' : ''}: ${sluice.adminToken}`);
+  const demo: DemoFleet | undefined = config.demo ? startDemoFleet(sluice.ports, sluice.adminToken, logger.child({ component: 'demo' })) : undefined;
 
   let signals = 0;
   const shutdown = (signal: string) => {
@@ -30,7 +32,7 @@ async function main(): Promise<void> {
       process.exit(1);
     }
     logger.info({ signal }, 'stopping');
-    sluice.stop().then(() => {
+    (demo ? demo.stop() : Promise.resolve(undefined)).then(() => sluice.stop()).then(() => {
       logger.info('stopped cleanly');
       process.exit(0);
     }, (err: unknown) => {
