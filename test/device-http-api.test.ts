@@ -49,8 +49,9 @@ describe('device HTTP API', () => {
     const res = await post(device.token, 'telemetry', JSON.stringify({ big: 'x'.repeat(1000) }));
     expect(res.status).toBe(413);
     expect(((await res.json()) as { error: string }).error).toMatch(/exceeds the 512-byte limit/);
-    const [last] = await server.json<{ reason: string }[]>('GET', '/api/rejected?limit=1');
+    const [last] = await server.json<{ reason: string; topic: string }[]>('GET', '/api/rejected?limit=1');
     expect(last!.reason).toMatch(/exceeds the 512-byte limit/);
+    expect(last!.topic).toBe('/api/v1/<token>/telemetry');
   });
 
   it('answers 400 for an empty body', async () => {

@@ -50,7 +50,7 @@ export async function startSluice(config: Config, logger: Logger, clock: Clock =
 
   let ready = false;
   const app = createHttpApp({
-    adminToken, registry, store, ingest, log, rejected, metrics, logger: logger.child({ component: 'http' }),
+    adminToken, registry, store, ingest, log, rejected, metrics, logger: logger.child({ component: 'http' }), clock,
     maxPayloadBytes: config.maxPayloadBytes, dashboardDir: defaultDashboardDir, isReady: () => ready,
   });
   const httpServer = http.createServer(app);

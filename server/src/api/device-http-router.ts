@@ -1,4 +1,5 @@
 import express, { Router, type ErrorRequestHandler } from 'express';
+import type { Clock } from '../clock.js';
 import { SluiceError } from '../errors.js';
 import type { Ingest } from '../ingest/ingest.js';
 import type { Metrics } from '../metrics.js';
@@ -9,7 +10,7 @@ import type { MessageKind } from '../telemetry/device-message.js';
  * /api/v1/:token/telemetry|attributes: the device HTTP API (ThingsBoard's). The token in the path
  * is the device's credential, so these routes need no admin token. Answers 200 once durable.
  */
-export function deviceHttpRouter(registry: DeviceRegistry, ingest: Ingest, metrics: Metrics, maxPayloadBytes: number): Router {
+export function deviceHttpRouter(registry: DeviceRegistry, ingest: Ingest, metrics: Metrics, clock: Clock, maxPayloadBytes: number): Router {
   const router = Router();
   // Any content type: devices send JSON with whatever header their HTTP stack picks.
   router.use(express.raw({ type: () => true, limit: maxPayloadBytes }));
@@ -35,7 +36,7 @@ export function deviceHttpRouter(registry: DeviceRegistry, ingest: Ingest, metri
     const device = token ? registry.findByToken(token) : undefined;
     if (!device) return next(new SluiceError('UNAUTHORIZED', 'unknown device token'));
     const length = Number(req.headers['content-length'] ?? 0);
-    const outcome = ingest.reject('http', req.path.replace(token!, '<token>'), device.id, Date.now(), 'too_large',
+    const outcome = ingest.reject('http', `/api/v1/<token>/${req.path.split('/')[2] ?? ''}`, device.id, clock.now(), 'too_large',
       `payload of ${length > 0 ? length : 'more than ' + maxPayloadBytes} bytes exceeds the ${maxPayloadBytes}-byte limit`);
     next(new SluiceError('PAYLOAD_TOO_LARGE', outcome.accepted ? 'payload too large' : outcome.reason));
   };

@@ -9,6 +9,7 @@ import type { RejectedMessages } from '../ingest/rejected-messages.js';
 import type { DeviceRegistry } from '../storage/device-registry.js';
 import type { TimeSeriesStore } from '../storage/timeseries.js';
 import { requireAdminToken } from './auth.js';
+import type { Clock } from '../clock.js';
 import { deviceHttpRouter } from './device-http-router.js';
 import { devicesRouter } from './devices-router.js';
 import { logRouter } from './log-router.js';
@@ -24,6 +25,7 @@ export interface HttpAppOptions {
   rejected: RejectedMessages;
   metrics: Metrics;
   logger: Logger;
+  clock: Clock;
   maxPayloadBytes: number;
   dashboardDir: string;
   isReady: () => boolean;
@@ -43,7 +45,7 @@ export function createHttpApp(o: HttpAppOptions): express.Express {
     res.type(o.metrics.registry.contentType).send(await o.metrics.registry.metrics());
   });
 
-  app.use('/api/v1', deviceHttpRouter(o.registry, o.ingest, o.metrics, o.maxPayloadBytes));
+  app.use('/api/v1', deviceHttpRouter(o.registry, o.ingest, o.metrics, o.clock, o.maxPayloadBytes));
 
   const api = express.Router();
   api.use(requireAdminToken(o.adminToken));

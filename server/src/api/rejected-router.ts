@@ -6,8 +6,8 @@ import { parseInput } from './validate.js';
 /** /api/rejected: the most recent rejected device messages, newest first. */
 export function rejectedRouter(rejected: RejectedMessages): Router {
   const query = z.object({
-    limit: z.string().regex(/^\d+$/, 'limit must be a whole number').transform(Number)
-      .refine((n) => n >= 1 && n <= rejected.capacity, `limit must be 1..${rejected.capacity}`).optional(),
+    limit: z.string().regex(/^\d+$/, 'must be a whole number').transform(Number)
+      .refine((n) => n >= 1 && n <= rejected.capacity, `must be 1..${rejected.capacity}`).optional(),
   });
   const router = Router();
   router.get('/', (req, res) => {

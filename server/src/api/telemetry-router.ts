@@ -8,18 +8,18 @@ import { parseInput } from './validate.js';
 export const MAX_LIMIT = 10_000;
 export const MAX_BUCKETS = 100_000;
 
-const millis = (field: string) => z.string().regex(/^\d+$/, `${field} must be a non-negative whole number of milliseconds`)
-  .transform(Number).refine(Number.isSafeInteger, `${field} is too large`);
+const millis = () => z.string().regex(/^\d+$/, 'must be a non-negative whole number of milliseconds')
+  .transform(Number).refine(Number.isSafeInteger, 'is too large');
 
 const telemetryQuery = z.object({
   keys: z.string().optional().transform((s) => s?.split(',').map((k) => k.trim()).filter((k) => k.length > 0)),
-  from: millis('from').optional(),
-  to: millis('to').optional(),
-  limit: z.string().regex(/^\d+$/, 'limit must be a whole number').transform(Number)
-    .refine((n) => n >= 1 && n <= MAX_LIMIT, `limit must be 1..${MAX_LIMIT}`).optional(),
-  interval: z.string().regex(/^\d+$/, 'interval must be a whole number of milliseconds').transform(Number)
-    .refine((n) => n >= 1 && Number.isSafeInteger(n), 'interval must be at least 1 ms').optional(),
-  agg: z.enum(['avg', 'min', 'max', 'sum', 'count'], { error: 'agg must be one of avg, min, max, sum, count' }).optional(),
+  from: millis().optional(),
+  to: millis().optional(),
+  limit: z.string().regex(/^\d+$/, 'must be a whole number').transform(Number)
+    .refine((n) => n >= 1 && n <= MAX_LIMIT, `must be 1..${MAX_LIMIT}`).optional(),
+  interval: z.string().regex(/^\d+$/, 'must be a whole number of milliseconds').transform(Number)
+    .refine((n) => n >= 1 && Number.isSafeInteger(n), 'must be at least 1 ms').optional(),
+  agg: z.enum(['avg', 'min', 'max', 'sum', 'count'], { error: 'must be one of avg, min, max, sum, count' }).optional(),
 });
 
 /** /api/devices/:id/telemetry: latest values and history. */
