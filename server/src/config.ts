@@ -19,6 +19,10 @@ export interface Config {
   rulesDir: string;
   maxPayloadBytes: number;
   fsync: FsyncPolicy;
+  /** Log retention defaults for every topic: age (ms) and size per partition (bytes); null: keep. */
+  logRetentionMs: number | null;
+  logRetentionBytes: number | null;
+  logSegmentBytes: number;
   logLevel: string;
   prettyLogs: boolean;
   demo: boolean;
@@ -35,6 +39,9 @@ const options = {
   'rules-dir': { env: 'RULES_DIR', default: 'rules/', help: 'folder of rule documents loaded at start' },
   'max-payload-bytes': { env: 'MAX_PAYLOAD_BYTES', default: '65536', help: 'largest device message accepted' },
   fsync: { env: 'FSYNC', default: 'interval:50', help: 'log flush policy: always | never | interval:<ms>' },
+  'log-retention': { env: 'LOG_RETENTION', default: '7d', help: 'delete log segments older than this: <n>ms|s|m|h|d, or none' },
+  'log-retention-bytes': { env: 'LOG_RETENTION_BYTES', default: 'none', help: 'keep at most this much log per partition: <n>[KiB|MiB|GiB], or none' },
+  'log-segment-bytes': { env: 'LOG_SEGMENT_BYTES', default: '64MiB', help: 'log segment size: <n>[KiB|MiB|GiB], 1KiB..1GiB' },
   'log-level': { env: 'LOG_LEVEL', default: 'info', help: 'trace | debug | info | warn | error | silent' },
   'log-format': { env: 'LOG_FORMAT', default: 'auto', help: 'pretty | json | auto (pretty on a terminal)' },
 } as const;
@@ -53,6 +60,27 @@ const fsyncPolicy = z.string().transform((value, ctx): FsyncPolicy => {
   return z.NEVER;
 });
 
+const durationUnits = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 } as const;
+const byteUnits = { '': 1, B: 1, KiB: 1024, MiB: 1024 ** 2, GiB: 1024 ** 3 } as const;
+
+const durationOrNone = (name: string) => z.string().transform((value, ctx): number | null => {
+  if (value === 'none') return null;
+  const m = /^(\d+)(ms|s|m|h|d)$/.exec(value);
+  const ms = m ? Number(m[1]) * durationUnits[m[2] as keyof typeof durationUnits] : 0;
+  if (ms > 0 && Number.isSafeInteger(ms)) return ms;
+  ctx.addIssue({ code: 'custom', message: `${name} must be a positive duration like 12h or 7d, or none; got "${value}"` });
+  return z.NEVER;
+});
+
+const bytes = (name: string, allowNone: boolean, min: number, max: number) => z.string().transform((value, ctx): number | null => {
+  if (allowNone && value === 'none') return null;
+  const m = /^(\d+)(B|KiB|MiB|GiB)?$/.exec(value);
+  const n = m ? Number(m[1]) * byteUnits[(m[2] ?? '') as keyof typeof byteUnits] : NaN;
+  if (n >= min && n <= max) return n;
+  ctx.addIssue({ code: 'custom', message: `${name} must be a size like 512MiB (${min}..${max} bytes)${allowNone ? ', or none' : ''}; got "${value}"` });
+  return z.NEVER;
+});
+
 const schema = z.object({
   'mqtt-port': port('mqtt-port'),
   'http-port': port('http-port'),
@@ -63,6 +91,9 @@ const schema = z.object({
   'rules-dir': z.string().min(1),
   'max-payload-bytes': z.coerce.number().int().min(16, 'max-payload-bytes must be at least 16').max(16 * 1024 * 1024, 'max-payload-bytes must be at most 16 MiB'),
   fsync: fsyncPolicy,
+  'log-retention': durationOrNone('log-retention'),
+  'log-retention-bytes': bytes('log-retention-bytes', true, 1024, Number.MAX_SAFE_INTEGER),
+  'log-segment-bytes': bytes('log-segment-bytes', false, 1024, 1024 ** 3),
   'log-level': z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']),
   'log-format': z.enum(['pretty', 'json', 'auto']),
 });
@@ -71,10 +102,10 @@ export class ConfigError extends Error {}
 
 export function helpText(): string {
   const lines = Object.entries(options).map(([flag, o]) =>
-    `  --${flag.padEnd(20)} ${o.env.padEnd(18)} ${o.help}${o.default === undefined ? '' : ` (default ${o.default})`}`);
+    `  --${flag.padEnd(20)} ${o.env.padEnd(20)} ${o.help}${o.default === undefined ? '' : ` (default ${o.default})`}`);
   return ['Usage: npm start -- [options]', '', '  flag                   environment', ...lines,
-    '  --demo                                    also run the device simulator on a small fleet',
-    '  --help                                    this text'].join('\n');
+    `  --${'demo'.padEnd(20)} ${''.padEnd(20)} also run the device simulator on a small fleet`,
+    `  --${'help'.padEnd(20)} ${''.padEnd(20)} this text`].join('\n');
 }
 
 export interface ParsedCommandLine {
@@ -117,6 +148,9 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv, isTty = false
       rulesDir: path.resolve(v['rules-dir']),
       maxPayloadBytes: v['max-payload-bytes'],
       fsync: v.fsync,
+      logRetentionMs: v['log-retention'],
+      logRetentionBytes: v['log-retention-bytes'],
+      logSegmentBytes: v['log-segment-bytes'] as number,
       logLevel: v['log-level'],
       prettyLogs: format === 'pretty' || (format === 'auto' && isTty),
       demo: parsed.values.demo === true,
@@ -129,6 +163,6 @@ export function testConfig(overrides: Partial<Config> & { dataDir: string }): Co
   return {
     mqttPort: 0, httpPort: 0, host: '127.0.0.1', adminToken: 'test-admin-token', partitions: 4,
     rulesDir: path.resolve('rules'), maxPayloadBytes: 65536, fsync: { mode: 'interval', intervalMs: 50 },
-    logLevel: 'silent', prettyLogs: false, demo: false, ...overrides,
+    logRetentionMs: 7 * 86_400_000, logRetentionBytes: null, logSegmentBytes: 64 * 1024 ** 2, logLevel: 'silent', prettyLogs: false, demo: false, ...overrides,
   };
 }

@@ -12,6 +12,8 @@ export const errorCodes = {
   NOT_READY: { status: 503, retriable: true },
   LOG_CORRUPT: { status: 500, retriable: false },
   LOG_FULL: { status: 503, retriable: true },
+  LOG_IO: { status: 503, retriable: true },
+  OFFSET_OUT_OF_RANGE: { status: 416, retriable: false },
   STORAGE_BUSY: { status: 503, retriable: true },
 } as const;
 
@@ -21,9 +23,12 @@ export class SluiceError extends Error {
   readonly code: ErrorCode;
   readonly status: number;
   readonly retriable: boolean;
+  /** Facts a caller may act on, e.g. the valid offset range with OFFSET_OUT_OF_RANGE. */
+  readonly details: Record<string, unknown> | undefined;
 
-  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown; details?: Record<string, unknown> }) {
     super(message, options);
+    this.details = options?.details;
     this.name = 'SluiceError';
     this.code = code;
     this.status = errorCodes[code].status;

@@ -1,8 +1,9 @@
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import type { FileLogStats } from './log/file-log.js';
 import type { Log } from './log/types.js';
 
 /** Every Prometheus metric Sluice exports, in one registry served at /metrics. */
-export function createMetrics(log: Log) {
+export function createMetrics(log: Log, logStats?: FileLogStats) {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'sluice_' });
   return {
@@ -27,23 +28,52 @@ export function createMetrics(log: Log) {
     }),
     logEndOffset: new Gauge({
       name: 'sluice_log_end_offset', help: 'Next offset of each log partition', labelNames: ['topic', 'partition'] as const, registers: [registry],
-      collect() {
-        for (const t of log.describeTopics()) for (const p of t.partitions) this.set({ topic: t.name, partition: p.partition }, p.endOffset);
+      async collect() {
+        for (const t of await log.describeTopics()) for (const p of t.partitions) this.set({ topic: t.name, partition: p.partition }, p.endOffset);
+      },
+    }),
+    logStartOffset: new Gauge({
+      name: 'sluice_log_start_offset', help: 'Oldest offset still in each log partition', labelNames: ['topic', 'partition'] as const, registers: [registry],
+      async collect() {
+        for (const t of await log.describeTopics()) for (const p of t.partitions) this.set({ topic: t.name, partition: p.partition }, p.startOffset);
       },
     }),
     logBytes: new Gauge({
       name: 'sluice_log_bytes', help: 'Bytes on disk of each log partition', labelNames: ['topic', 'partition'] as const, registers: [registry],
-      collect() {
-        for (const t of log.describeTopics()) for (const p of t.partitions) this.set({ topic: t.name, partition: p.partition }, p.bytes);
+      async collect() {
+        for (const t of await log.describeTopics()) for (const p of t.partitions) this.set({ topic: t.name, partition: p.partition }, p.bytes);
       },
     }),
     consumerLag: new Gauge({
       name: 'sluice_consumer_lag', help: 'Records not yet processed by a consumer group', labelNames: ['group', 'topic', 'partition'] as const, registers: [registry],
-      collect() {
-        for (const g of log.describeGroups()) for (const p of g.partitions) this.set({ group: g.name, topic: g.topic, partition: p.partition }, p.lag);
+      async collect() {
+        for (const g of await log.describeGroups()) for (const p of g.partitions) this.set({ group: g.name, topic: g.topic, partition: p.partition }, p.lag);
       },
     }),
+    consumerOffsetResets: new Counter({
+      name: 'sluice_consumer_offset_resets_total', help: 'Times a consumer group offset was outside the log and jumped to the nearest valid one',
+      labelNames: ['group', 'topic', 'partition'] as const, registers: [registry],
+    }),
+    ...(logStats ? fileLogMetrics(registry, logStats) : {}),
   };
 }
 
 export type Metrics = ReturnType<typeof createMetrics>;
+
+/** Counters the embedded log keeps itself, read when /metrics is scraped. */
+function fileLogMetrics(registry: Registry, stats: FileLogStats) {
+  const counter = (name: string, help: string, read: () => number) => new Counter({
+    name, help, registers: [registry],
+    collect() {
+      this.reset();
+      this.inc(read());
+    },
+  });
+  return {
+    logRecordsAppended: counter('sluice_log_records_appended_total', 'Records written to the log', () => stats.recordsAppended),
+    logBytesAppended: counter('sluice_log_bytes_appended_total', 'Bytes of record batches written to the log', () => stats.bytesAppended),
+    logBatchesWritten: counter('sluice_log_batches_written_total', 'Group-commit flushes of a partition (one or more batches each)', () => stats.batchesWritten),
+    logSegmentsDeleted: counter('sluice_log_segments_deleted_total', 'Log segments deleted by retention', () => stats.segmentsDeleted),
+    logCorruptSkipped: counter('sluice_log_corrupt_records_skipped_total', 'Records readers skipped because their batch was damaged', () => stats.corruptRecordsSkipped),
+  };
+}

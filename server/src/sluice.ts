@@ -15,7 +15,7 @@ import { createMetrics } from './metrics.js';
 import { startRealtime } from './realtime/socket-server.js';
 import { openDatabase } from './storage/database.js';
 import { DeviceRegistry } from './storage/device-registry.js';
-import { startStorageConsumer } from './storage/storage-consumer.js';
+import { STORAGE_GROUP, startStorageConsumer } from './storage/storage-consumer.js';
 import { TimeSeriesStore } from './storage/timeseries.js';
 import { TELEMETRY_TOPIC } from './telemetry/device-message.js';
 
@@ -36,7 +36,10 @@ export async function startSluice(config: Config, logger: Logger, clock: Clock =
   fs.mkdirSync(config.dataDir, { recursive: true });
   const { token: adminToken, generated } = resolveAdminToken(config.dataDir, config.adminToken);
 
-  const log = new FileLog(config.dataDir, config.fsync, logger.child({ component: 'log' }));
+  const log = new FileLog(config.dataDir, config.fsync, logger.child({ component: 'log' }), {
+    clock,
+    retention: { retentionMs: config.logRetentionMs, retentionBytes: config.logRetentionBytes, segmentBytes: config.logSegmentBytes },
+  });
   const partitions = await log.ensureTopic(TELEMETRY_TOPIC, config.partitions);
   if (partitions !== config.partitions) {
     logger.warn({ topic: TELEMETRY_TOPIC, partitions, configured: config.partitions }, 'the topic keeps the partition count it was created with');
@@ -44,7 +47,7 @@ export async function startSluice(config: Config, logger: Logger, clock: Clock =
   const db = openDatabase(config.dataDir);
   const registry = new DeviceRegistry(db, clock);
   const store = new TimeSeriesStore(db);
-  const metrics = createMetrics(log);
+  const metrics = createMetrics(log, log.stats);
   const rejected = new RejectedMessages();
   const ingest = new Ingest(log, rejected, metrics, clock, logger.child({ component: 'ingest' }), config.maxPayloadBytes);
 
@@ -58,6 +61,7 @@ export async function startSluice(config: Config, logger: Logger, clock: Clock =
 
   const storage = startStorageConsumer({
     log, store, registry, logger: logger.child({ component: 'storage' }),
+    onOffsetReset: (partition) => metrics.consumerOffsetResets.inc({ group: STORAGE_GROUP, topic: TELEMETRY_TOPIC, partition }),
     onStored(batch) {
       let points = 0;
       for (const m of batch.telemetry) for (const e of m.entries) for (const _ in e.values) points++;

@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
-import { pino } from 'pino';
+import { pino, type Logger } from 'pino';
 import { testConfig, type Config } from '../../server/src/config.js';
 import { startSluice, type Sluice } from '../../server/src/sluice.js';
 
@@ -94,4 +94,11 @@ export function waitFor<T>(what: string, check: () => Promise<T | undefined> | T
     };
     void attempt();
   });
+}
+
+/** A logger that keeps every line it logs, parsed, for tests that check what was reported. */
+export function capturingLogger(): { logger: Logger; lines: Array<Record<string, unknown> & { msg: string; level: number }> } {
+  const lines: Array<Record<string, unknown> & { msg: string; level: number }> = [];
+  const logger = pino({ level: 'debug' }, { write: (line: string) => { lines.push(JSON.parse(line)); } });
+  return { logger, lines };
 }

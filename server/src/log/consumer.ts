@@ -1,3 +1,4 @@
+import { SluiceError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { Log, StoredRecord } from './types.js';
 
@@ -9,6 +10,12 @@ export interface ConsumerOptions {
   /** Handles one batch of one partition; the batch is committed once this resolves. */
   handle: (records: StoredRecord[]) => void | Promise<void>;
   maxBatchBytes?: number;
+  /**
+   * Called when the group's offset was outside the log (behind retention, or past the end after
+   * a damaged tail was cut off) and the consumer jumped to the nearest valid one.
+   */
+  onOffsetReset?: (partition: number, from: number, to: number) => void;
+  retryDelayMs?: number;
 }
 
 export interface Consumer {
@@ -20,36 +27,65 @@ export interface Consumer {
 
 /**
  * A consumer group member that owns every partition of a topic: each partition is read in
- * order from the group's committed offset, handed over in batches, and committed after the
- * handler succeeds (at-least-once). A failing batch is retried after a pause, never skipped.
+ * order from the group's committed offset (the earliest one when it has none), handed over in
+ * batches, and committed after the handler succeeds (at-least-once). A failing batch is retried
+ * after a pause, never skipped. Waiting for new records wakes on the append, without polling.
  */
 export function startConsumer(options: ConsumerOptions): Consumer {
   const { log, group, topic, logger, handle } = options;
   const maxBytes = options.maxBatchBytes ?? 1024 * 1024;
+  const retryDelayMs = options.retryDelayMs ?? 500;
   const abort = new AbortController();
   const partitions = log.partitionCount(topic);
   const progressWaiters: (() => void)[] = [];
-
-  const positions = Array.from({ length: partitions }, (_, p) => log.committed(group, topic, p));
+  const positions: number[] = new Array<number>(partitions).fill(0);
+  let started!: () => void;
+  const allStarted = new Promise<void>((resolve) => { started = resolve; });
+  let startedCount = 0;
 
   const notifyProgress = () => {
     for (const w of progressWaiters.splice(0)) w();
   };
 
+  async function startOffset(partition: number): Promise<number> {
+    const committed = await log.committed(group, topic, partition);
+    return committed ?? (await log.offsets(topic, partition)).start;
+  }
+
+  async function resetOffset(partition: number, offset: number): Promise<number> {
+    const { start, end } = await log.offsets(topic, partition);
+    const to = offset < start ? start : end;
+    logger.warn({ group, topic, partition, from: offset, to, start, end },
+      offset < start
+        ? `consumer offset ${offset} fell behind retention; resuming at the earliest offset ${to} (${to - offset} records were deleted unread)`
+        : `consumer offset ${offset} is past the end of the log; resuming at ${to}`);
+    options.onOffsetReset?.(partition, offset, to);
+    log.commit(group, topic, partition, to);
+    return to;
+  }
+
   async function runPartition(partition: number): Promise<void> {
-    let offset = positions[partition]!;
+    let offset = await startOffset(partition);
+    positions[partition] = offset;
+    if (++startedCount === partitions) started();
     while (!abort.signal.aborted) {
       let records: StoredRecord[];
       try {
-        records = log.read(topic, partition, offset, maxBytes);
+        records = await log.read(topic, partition, offset, maxBytes);
         if (records.length === 0) {
           await log.waitFor(topic, partition, offset, abort.signal);
           continue;
         }
         await handle(records);
       } catch (err) {
+        if (err instanceof SluiceError && err.code === 'OFFSET_OUT_OF_RANGE') {
+          offset = await resetOffset(partition, offset);
+          positions[partition] = offset;
+          notifyProgress();
+          continue;
+        }
         logger.error({ err, group, topic, partition, offset }, 'consumer batch failed; retrying');
-        await delay(500, abort.signal);
+        await delay(retryDelayMs, abort.signal);
         continue;
       }
       offset = records[records.length - 1]!.offset + 1;
@@ -59,7 +95,7 @@ export function startConsumer(options: ConsumerOptions): Consumer {
     }
   }
 
-  const running = Array.from({ length: partitions }, (_, p) => runPartition(p).catch((err) => {
+  const running = Array.from({ length: partitions }, (_, p) => runPartition(p).catch((err: unknown) => {
     logger.fatal({ err, group, topic, partition: p }, 'consumer stopped on an unexpected error');
   }));
 
@@ -70,8 +106,9 @@ export function startConsumer(options: ConsumerOptions): Consumer {
       notifyProgress();
     },
     async caughtUp() {
-      const targets = Array.from({ length: partitions }, (_, p) => log.describeTopics().find((t) => t.name === topic)!.partitions[p]!.endOffset);
-      while (!abort.signal.aborted && positions.some((pos, p) => pos! < targets[p]!)) {
+      await allStarted;
+      const targets = await Promise.all(Array.from({ length: partitions }, (_, p) => log.offsets(topic, p).then((o) => o.end)));
+      while (!abort.signal.aborted && positions.some((pos, p) => pos < targets[p]!)) {
         await new Promise<void>((resolve) => progressWaiters.push(resolve));
       }
     },

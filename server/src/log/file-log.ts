@@ -1,78 +1,128 @@
 import fs from 'node:fs';
 import path from 'node:path';
+import { systemClock, type Clock } from '../clock.js';
 import type { FsyncPolicy } from '../config.js';
-import type { Logger } from '../logger.js';
 import { SluiceError } from '../errors.js';
+import type { Logger } from '../logger.js';
 import { GroupOffsets } from './group-offsets.js';
-import { PartitionFile } from './partition-file.js';
+import { PartitionLog } from './partition-log.js';
 import { partitionForKey } from './partitioner.js';
-import type { AppendResult, GroupDescription, Log, LogRecord, StoredRecord, TopicDescription } from './types.js';
+import {
+  defaultRetention, readTopicFile, retentionOverrides, writeTopicFile,
+  type RetentionOverrides, type RetentionSettings, type TopicSettings,
+} from './topic-settings.js';
+import type {
+  AppendResult, GroupDescription, Log, LogRecord, PartitionOffsets, StoredRecord, TopicDescription,
+} from './types.js';
+
+export interface FileLogOptions {
+  clock?: Clock;
+  /** Defaults for every topic; a topic's own overrides (ensureTopic) win. */
+  retention?: Partial<RetentionSettings>;
+  /** How often retention runs; 0 turns the timer off (tests call enforceRetention). */
+  retentionCheckMs?: number;
+}
+
+/** What the log did, for /metrics. */
+export interface FileLogStats {
+  recordsAppended: number;
+  bytesAppended: number;
+  batchesWritten: number;
+  segmentsDeleted: number;
+  recordsDeletedByRetention: number;
+  corruptRecordsSkipped: number;
+  appendErrors: number;
+}
 
 interface PendingAppend {
-  partition: PartitionFile;
+  partition: PartitionLog;
   resolve: (result: AppendResult) => void;
   reject: (err: Error) => void;
 }
 
-interface Waiter {
-  offset: number;
-  resolve: () => void;
+interface Topic {
+  overrides: RetentionOverrides;
+  partitions: PartitionLog[];
 }
 
 /**
- * The embedded log: topics of partitions in files under `<data-dir>/log`. Appends made in the
- * same turn of the event loop are written together (group commit) and acknowledged once
- * written, or once fsynced under `fsync: always`.
+ * The embedded log: topics of partitions of segments under `<data-dir>/log` (docs/log.md).
+ * Appends made in the same turn of the event loop are written together, one batch per
+ * partition (group commit), and acknowledged once written — or once fsynced under `always`.
  */
 export class FileLog implements Log {
+  readonly stats: FileLogStats = {
+    recordsAppended: 0, bytesAppended: 0, batchesWritten: 0, segmentsDeleted: 0,
+    recordsDeletedByRetention: 0, corruptRecordsSkipped: 0, appendErrors: 0,
+  };
   private readonly dir: string;
-  private readonly topics = new Map<string, PartitionFile[]>();
+  private readonly topics = new Map<string, Topic>();
   private readonly groups: GroupOffsets;
-  private readonly waiters = new Map<PartitionFile, Waiter[]>();
+  private readonly waiters = new Map<PartitionLog, Set<{ offset: number; wake: () => void }>>();
+  private readonly clock: Clock;
+  private readonly defaults: RetentionSettings;
   private pending: PendingAppend[] = [];
   private flushScheduled = false;
-  private syncTimer: NodeJS.Timeout | undefined;
+  private readonly timers: NodeJS.Timeout[] = [];
   private closed = false;
 
-  constructor(dataDir: string, private readonly fsync: FsyncPolicy, private readonly logger: Logger) {
+  constructor(dataDir: string, private readonly fsync: FsyncPolicy, private readonly logger: Logger, options: FileLogOptions = {}) {
     this.dir = path.join(dataDir, 'log');
+    this.clock = options.clock ?? systemClock;
+    this.defaults = { ...defaultRetention, ...options.retention };
     fs.mkdirSync(this.dir, { recursive: true });
     this.groups = new GroupOffsets(path.join(this.dir, '__consumer_offsets'), 100);
     for (const entry of fs.readdirSync(this.dir, { withFileTypes: true })) {
-      const meta = path.join(this.dir, entry.name, 'topic.json');
-      if (entry.isDirectory() && fs.existsSync(meta)) {
-        const { partitions } = JSON.parse(fs.readFileSync(meta, 'utf8')) as { partitions: number };
-        this.openTopic(entry.name, partitions);
-      }
+      if (!entry.isDirectory() || entry.name.startsWith('__')) continue;
+      const file = readTopicFile(path.join(this.dir, entry.name));
+      if (!file) continue;
+      const { partitions, ...overrides } = file;
+      this.openTopic(entry.name, partitions, overrides);
     }
-    if (fsync.mode === 'interval') {
-      this.syncTimer = setInterval(() => this.syncAll(), fsync.intervalMs);
-      this.syncTimer.unref();
-    }
+    if (fsync.mode === 'interval') this.every(fsync.intervalMs, () => this.syncAll());
+    const retentionCheckMs = options.retentionCheckMs ?? 60_000;
+    if (retentionCheckMs > 0) this.every(retentionCheckMs, () => void this.enforceRetention());
   }
 
-  async ensureTopic(name: string, partitions: number): Promise<number> {
+  async ensureTopic(name: string, partitions: number, retention: RetentionOverrides = {}): Promise<number> {
     const existing = this.topics.get(name);
-    if (existing) return existing.length;
+    if (existing) return existing.partitions.length;
     if (!/^[A-Za-z0-9._-]{1,100}$/.test(name) || name.startsWith('__')) {
       throw new SluiceError('INVALID_INPUT', `topic name "${name}" must be 1-100 of A-Z a-z 0-9 . _ - and not start with __`);
     }
+    if (!Number.isInteger(partitions) || partitions < 1 || partitions > 1024) {
+      throw new SluiceError('INVALID_INPUT', `partitions must be 1..1024, got ${partitions}`);
+    }
+    const overrides = retentionOverrides.safeParse(retention);
+    if (!overrides.success) {
+      throw new SluiceError('INVALID_INPUT', `topic "${name}": ${overrides.error.issues[0]!.path.join('.')}: ${overrides.error.issues[0]!.message}`);
+    }
     const dir = path.join(this.dir, name);
     fs.mkdirSync(dir, { recursive: true });
-    fs.writeFileSync(path.join(dir, 'topic.json'), JSON.stringify({ partitions }));
-    this.openTopic(name, partitions);
+    writeTopicFile(dir, { partitions, ...overrides.data });
+    this.openTopic(name, partitions, overrides.data);
     return partitions;
   }
 
   partitionCount(topic: string): number {
-    return this.partitionsOf(topic).length;
+    return this.topic(topic).partitions.length;
+  }
+
+  /** The settings a topic runs with: the log's defaults and the topic's overrides. */
+  settingsOf(topic: string): TopicSettings {
+    const t = this.topic(topic);
+    return { ...this.defaults, ...t.overrides, partitions: t.partitions.length, fsyncOnRoll: this.fsync.mode !== 'never' };
   }
 
   append(topic: string, record: LogRecord): Promise<AppendResult> {
     if (this.closed) return Promise.reject(new SluiceError('NOT_READY', 'the log is closed'));
-    const partitions = this.partitionsOf(topic);
+    const partitions = this.topic(topic).partitions;
     const partition = partitions[partitionForKey(record.key, partitions.length)]!;
-    partition.enqueue(record);
+    try {
+      partition.enqueue(record);
+    } catch (err) {
+      return Promise.reject(err);
+    }
     if (!this.flushScheduled) {
       this.flushScheduled = true;
       setImmediate(() => this.flush());
@@ -80,144 +130,183 @@ export class FileLog implements Log {
     return new Promise((resolve, reject) => this.pending.push({ partition, resolve, reject }));
   }
 
-  read(topic: string, partition: number, offset: number, maxBytes: number): StoredRecord[] {
-    return this.partitionFile(topic, partition).read(offset, maxBytes);
+  async read(topic: string, partition: number, offset: number, maxBytes: number): Promise<StoredRecord[]> {
+    return this.partition(topic, partition).read(offset, maxBytes);
   }
 
   waitFor(topic: string, partition: number, offset: number, signal?: AbortSignal): Promise<void> {
-    const file = this.partitionFile(topic, partition);
-    if (file.endOffset > offset || signal?.aborted) return Promise.resolve();
+    const p = this.partition(topic, partition);
+    if (p.endOffset > offset || signal?.aborted || this.closed) return Promise.resolve();
     return new Promise((resolve) => {
-      let list = this.waiters.get(file);
-      if (!list) this.waiters.set(file, (list = []));
-      const onAbort = () => {
-        const l = this.waiters.get(file);
-        if (l) this.waiters.set(file, l.filter((w) => w !== waiter));
-        resolve();
-      };
-      const waiter: Waiter = {
+      let set = this.waiters.get(p);
+      if (!set) this.waiters.set(p, (set = new Set()));
+      const waiter = {
         offset,
-        resolve: () => {
-          signal?.removeEventListener('abort', onAbort);
+        wake: () => {
+          set.delete(waiter);
+          signal?.removeEventListener('abort', waiter.wake);
           resolve();
         },
       };
-      list.push(waiter);
-      signal?.addEventListener('abort', onAbort, { once: true });
+      set.add(waiter);
+      signal?.addEventListener('abort', waiter.wake, { once: true });
     });
   }
 
+  async offsets(topic: string, partition: number): Promise<PartitionOffsets> {
+    const p = this.partition(topic, partition);
+    return { start: p.startOffset, end: p.endOffset };
+  }
+
   commit(group: string, topic: string, partition: number, nextOffset: number): void {
-    this.partitionFile(topic, partition);
+    this.partition(topic, partition);
     this.groups.set(group, topic, partition, nextOffset);
   }
 
-  committed(group: string, topic: string, partition: number): number {
-    return this.groups.get(group, topic, partition) ?? 0;
+  async committed(group: string, topic: string, partition: number): Promise<number | undefined> {
+    this.partition(topic, partition);
+    return this.groups.get(group, topic, partition);
   }
 
-  describeTopics(): TopicDescription[] {
-    return [...this.topics].map(([name, partitions]) => ({
+  async describeTopics(): Promise<TopicDescription[]> {
+    return [...this.topics].map(([name, t]) => ({
       name,
-      partitions: partitions.map((p) => ({ partition: p.partition, startOffset: 0, endOffset: p.endOffset, bytes: p.bytes })),
+      partitions: t.partitions.map((p) => ({ partition: p.partition, startOffset: p.startOffset, endOffset: p.endOffset, bytes: p.bytes })),
     }));
   }
 
-  describeGroups(): GroupDescription[] {
+  async describeGroups(): Promise<GroupDescription[]> {
     return this.groups.entries().filter((e) => this.topics.has(e.topic)).map(({ group, topic, partitions }) => ({
       name: group,
       topic,
-      partitions: this.partitionsOf(topic).map((p) => {
-        const committed = partitions[p.partition] ?? 0;
-        return { partition: p.partition, committed, lag: Math.max(0, p.endOffset - committed) };
+      partitions: this.topic(topic).partitions.map((p) => {
+        const committed = partitions[p.partition] ?? p.startOffset;
+        return { partition: p.partition, committed, lag: Math.max(0, p.endOffset - Math.max(committed, p.startOffset)) };
       }),
     }));
+  }
+
+  /** Deletes old segments past each topic's retention (also runs on a timer). */
+  async enforceRetention(): Promise<{ segments: number; records: number }> {
+    const now = this.clock.now();
+    const total = { segments: 0, records: 0 };
+    for (const t of this.topics.values()) {
+      for (const p of t.partitions) {
+        const { segments, records } = p.enforceRetention(now);
+        total.segments += segments;
+        total.records += records;
+      }
+    }
+    this.stats.segmentsDeleted += total.segments;
+    this.stats.recordsDeletedByRetention += total.records;
+    return total;
   }
 
   async close(): Promise<void> {
     if (this.closed) return;
     this.flush();
     this.closed = true;
-    if (this.syncTimer) clearInterval(this.syncTimer);
+    for (const t of this.timers) clearInterval(t);
     this.groups.persist();
-    for (const partitions of this.topics.values()) {
-      for (const p of partitions) {
-        p.sync();
-        p.close();
+    for (const t of this.topics.values()) {
+      for (const p of t.partitions) {
+        try {
+          p.close(this.fsync.mode !== 'never');
+        } catch (err) {
+          this.logger.error({ err, topic: p.topic, partition: p.partition }, 'log: closing a partition failed');
+        }
       }
     }
-    for (const list of this.waiters.values()) for (const w of list) w.resolve();
+    for (const set of this.waiters.values()) for (const w of [...set]) w.wake();
     this.waiters.clear();
   }
 
+  /** Writes what was appended since the last flush: one batch per partition, then acks. */
   private flush(): void {
     this.flushScheduled = false;
     const pending = this.pending;
     if (pending.length === 0) return;
     this.pending = [];
-    const firstOffsets = new Map<PartitionFile, number>();
-    const failures = new Map<PartitionFile, Error>();
+    const now = this.clock.now();
+    const written = new Map<PartitionLog, { next: number; left: number; error?: SluiceError }>();
     for (const { partition } of pending) {
-      if (firstOffsets.has(partition) || failures.has(partition)) continue;
-      try {
-        firstOffsets.set(partition, partition.writeQueued().firstOffset);
-      } catch (err) {
-        failures.set(partition, err as Error);
-        this.logger.error({ err }, 'log append failed');
+      if (written.has(partition)) continue;
+      const bytesBefore = partition.bytes;
+      const result = partition.writeQueued(now);
+      written.set(partition, { next: result.firstOffset, left: result.written, error: result.error });
+      this.stats.recordsAppended += result.written;
+      this.stats.batchesWritten++;
+      this.stats.bytesAppended += partition.bytes - bytesBefore;
+      if (result.error) {
+        this.stats.appendErrors++;
+        this.logger.error({ err: result.error, topic: partition.topic, partition: partition.partition }, 'log append failed');
       }
     }
-    if (this.fsync.mode === 'always') {
-      for (const p of firstOffsets.keys()) {
-        try { p.sync(); } catch (err) { failures.set(p, err as Error); firstOffsets.delete(p); }
+    const settle = () => {
+      // Offsets were given in queue order, so walking `pending` in the same order hands each
+      // append its own offset; appends after a failed write get its error.
+      for (const { partition, resolve, reject } of pending) {
+        const w = written.get(partition)!;
+        if (w.left > 0) {
+          w.left--;
+          resolve({ partition: partition.partition, offset: w.next++ });
+        } else {
+          reject(w.error ?? new SluiceError('LOG_IO', 'the log could not write the record'));
+        }
       }
-    }
-    // Offsets were given in queue order, so counting through `pending` in the same order
-    // hands each append its own offset.
-    const next = new Map(firstOffsets);
-    for (const { partition, resolve, reject } of pending) {
-      const failure = failures.get(partition);
-      if (failure) { reject(failure); continue; }
-      const offset = next.get(partition)!;
-      next.set(partition, offset + 1);
-      resolve({ partition: partition.partition, offset });
-    }
-    for (const p of firstOffsets.keys()) this.wake(p);
+    };
+    for (const p of written.keys()) this.wake(p);
+    if (this.fsync.mode !== 'always') return settle();
+    const syncs = [...written].filter(([, w]) => w.left > 0).map(([p, w]) => p.sync().catch((err: SluiceError) => {
+      this.logger.error({ err, topic: p.topic, partition: p.partition }, 'log fsync failed');
+      w.left = 0;
+      w.error = err;
+    }));
+    void Promise.all(syncs).then(settle);
   }
 
-  private wake(file: PartitionFile): void {
-    const list = this.waiters.get(file);
-    if (!list || list.length === 0) return;
-    const end = file.endOffset;
-    const keep: Waiter[] = [];
-    for (const w of list) (w.offset < end ? w.resolve() : keep.push(w));
-    this.waiters.set(file, keep);
+  private wake(p: PartitionLog): void {
+    const set = this.waiters.get(p);
+    if (!set || set.size === 0) return;
+    const end = p.endOffset;
+    for (const w of [...set]) if (w.offset < end) w.wake();
   }
 
   private syncAll(): void {
-    for (const partitions of this.topics.values()) {
-      for (const p of partitions) {
-        try { p.sync(); } catch (err) { this.logger.error({ err, topic: p.topic, partition: p.partition }, 'log fsync failed'); }
+    for (const t of this.topics.values()) {
+      for (const p of t.partitions) {
+        p.sync().catch((err: unknown) => this.logger.error({ err, topic: p.topic, partition: p.partition }, 'log fsync failed'));
       }
     }
   }
 
-  private openTopic(name: string, count: number): void {
-    const partitions: PartitionFile[] = [];
+  private every(ms: number, fn: () => void): void {
+    const timer = setInterval(fn, ms);
+    timer.unref();
+    this.timers.push(timer);
+  }
+
+  private openTopic(name: string, count: number, overrides: RetentionOverrides): void {
+    const partitions: PartitionLog[] = [];
+    const settings = () => this.settingsOf(name);
+    const topic: Topic = { overrides, partitions };
+    this.topics.set(name, topic);
     for (let i = 0; i < count; i++) {
-      partitions.push(new PartitionFile(path.join(this.dir, name, String(i)), name, i, this.logger));
+      partitions.push(new PartitionLog(path.join(this.dir, name, String(i)), name, i, settings, this.logger, {
+        corruptSkipped: (n) => { this.stats.corruptRecordsSkipped += n; },
+      }, () => this.clock.now()));
     }
-    this.topics.set(name, partitions);
   }
 
-  private partitionsOf(topic: string): PartitionFile[] {
-    const partitions = this.topics.get(topic);
-    if (!partitions) throw new SluiceError('NOT_FOUND', `no topic "${topic}"`);
-    return partitions;
+  private topic(name: string): Topic {
+    const t = this.topics.get(name);
+    if (!t) throw new SluiceError('NOT_FOUND', `no topic "${name}"`);
+    return t;
   }
 
-  private partitionFile(topic: string, partition: number): PartitionFile {
-    const file = this.partitionsOf(topic)[partition];
-    if (!file) throw new SluiceError('NOT_FOUND', `topic "${topic}" has no partition ${partition}`);
-    return file;
+  private partition(topic: string, partition: number): PartitionLog {
+    const p = this.topic(topic).partitions[partition];
+    if (!p) throw new SluiceError('NOT_FOUND', `topic "${topic}" has no partition ${partition}`);
+    return p;
   }
 }

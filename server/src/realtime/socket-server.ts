@@ -33,12 +33,13 @@ export function startRealtime(httpServer: http.Server, adminToken: string, log: 
 
   let storedSinceLastStats = 0;
   let lastStatsAt = Date.now();
-  const statsTimer = setInterval(() => {
+  const statsTimer = setInterval(async () => {
     const now = Date.now();
     const rate = (storedSinceLastStats * 1000) / Math.max(1, now - lastStatsAt);
     storedSinceLastStats = 0;
     lastStatsAt = now;
-    const lag = log.describeGroups().reduce((sum, g) => sum + g.partitions.reduce((s, p) => s + p.lag, 0), 0);
+    const groups = await log.describeGroups().catch(() => []);
+    const lag = groups.reduce((sum, g) => sum + g.partitions.reduce((s, p) => s + p.lag, 0), 0);
     io.emit('stats', { ts: now, ingestRate: Math.round(rate), lag } satisfies Stats);
   }, 1000);
   statsTimer.unref();

@@ -1,4 +1,4 @@
-import { startConsumer, type Consumer } from '../log/consumer.js';
+import { startConsumer, type Consumer, type ConsumerOptions } from '../log/consumer.js';
 import type { Log, StoredRecord } from '../log/types.js';
 import type { Logger } from '../logger.js';
 import { messageKind, TELEMETRY_TOPIC } from '../telemetry/device-message.js';
@@ -15,13 +15,14 @@ export interface StorageConsumerOptions {
   logger: Logger;
   /** Called after each batch is committed to SQLite: the live push hangs here. */
   onStored?: (batch: StoredBatch) => void;
+  onOffsetReset?: ConsumerOptions['onOffsetReset'];
 }
 
 /** The `storage` consumer group: telemetry log → SQLite, one transaction per batch. */
 export function startStorageConsumer(options: StorageConsumerOptions): Consumer {
-  const { log, store, registry, logger, onStored } = options;
+  const { log, store, registry, logger, onStored, onOffsetReset } = options;
   return startConsumer({
-    log, logger, group: STORAGE_GROUP, topic: TELEMETRY_TOPIC,
+    log, logger, group: STORAGE_GROUP, topic: TELEMETRY_TOPIC, onOffsetReset,
     handle(records) {
       const batch = toBatch(records, registry, logger);
       store.write(batch);
