@@ -60,13 +60,12 @@ export async function startSluice(config: Config, logger: Logger, clock: Clock =
   const realtime = startRealtime(httpServer, adminToken, log, logger.child({ component: 'realtime' }));
 
   const storage = startStorageConsumer({
-    log, store, registry, logger: logger.child({ component: 'storage' }),
+    log, dataDir: config.dataDir, logger: logger.child({ component: 'storage' }),
     onOffsetReset: (partition) => metrics.consumerOffsetResets.inc({ group: STORAGE_GROUP, topic: TELEMETRY_TOPIC, partition }),
-    onStored(batch) {
-      let points = 0;
-      for (const m of batch.telemetry) for (const e of m.entries) for (const _ in e.values) points++;
-      metrics.pointsStored.inc(points);
-      realtime.publishStored(batch);
+    wantsLiveTelemetry: () => realtime.hasClients(),
+    onStored(outcome) {
+      metrics.pointsStored.inc(outcome.points);
+      realtime.publishStored(outcome.messages, outcome.telemetry);
     },
   });
 

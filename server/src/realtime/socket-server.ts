@@ -3,7 +3,7 @@ import { Server } from 'socket.io';
 import { tokensEqual } from '../api/auth.js';
 import type { Log } from '../log/types.js';
 import type { Logger } from '../logger.js';
-import type { StoredBatch } from '../storage/timeseries.js';
+import type { DeviceEntries } from '../storage/timeseries.js';
 
 export interface Stats {
   ts: number;
@@ -14,7 +14,9 @@ export interface Stats {
 
 export interface RealtimeServer {
   /** Pushes freshly stored telemetry to the dashboards watching. */
-  publishStored(batch: StoredBatch): void;
+  /** Counts stored messages for `stats`, and pushes the values when given (clients are watching). */
+  publishStored(messages: number, telemetry?: DeviceEntries[]): void;
+  hasClients(): boolean;
   close(): Promise<void>;
 }
 
@@ -45,13 +47,14 @@ export function startRealtime(httpServer: http.Server, adminToken: string, log: 
   statsTimer.unref();
 
   return {
-    publishStored(batch) {
-      for (const m of batch.telemetry) {
-        storedSinceLastStats++;
-        if (io.engine.clientsCount === 0) continue;
+    publishStored(messages, telemetry) {
+      storedSinceLastStats += messages;
+      if (!telemetry || io.engine.clientsCount === 0) return;
+      for (const m of telemetry) {
         for (const entry of m.entries) io.emit('telemetry', { deviceId: m.deviceId, ts: entry.ts, values: entry.values });
       }
     },
+    hasClients: () => io.engine.clientsCount > 0,
     async close() {
       clearInterval(statsTimer);
       // io.close() would also close the HTTP server, which the caller owns.

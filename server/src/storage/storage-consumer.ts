@@ -1,48 +1,80 @@
+import { Worker } from 'node:worker_threads';
 import { startConsumer, type Consumer, type ConsumerOptions } from '../log/consumer.js';
-import type { Log, StoredRecord } from '../log/types.js';
+import type { Log } from '../log/types.js';
 import type { Logger } from '../logger.js';
-import { messageKind, TELEMETRY_TOPIC } from '../telemetry/device-message.js';
-import { parseTelemetryPayload } from '../telemetry/payload.js';
-import type { DeviceRegistry } from './device-registry.js';
-import type { DeviceEntries, StoredBatch, TimeSeriesStore } from './timeseries.js';
+import { TELEMETRY_TOPIC } from '../telemetry/device-message.js';
+import { packRecords, transferList } from './packed-records.js';
+import type { WriteReply, WriteRequest } from './storage-worker.js';
+import type { WriteOutcome } from './storage-writer.js';
 
 export const STORAGE_GROUP = 'storage';
 
 export interface StorageConsumerOptions {
   log: Log;
-  store: TimeSeriesStore;
-  registry: DeviceRegistry;
+  dataDir: string;
   logger: Logger;
-  /** Called after each batch is committed to SQLite: the live push hangs here. */
-  onStored?: (batch: StoredBatch) => void;
+  /** Whether anyone watches live: then each batch comes back with what was stored. */
+  wantsLiveTelemetry?: () => boolean;
+  /** Called after each batch is committed to SQLite: metrics and the live push hang here. */
+  onStored?: (outcome: WriteOutcome) => void;
   onOffsetReset?: ConsumerOptions['onOffsetReset'];
 }
 
-/** The `storage` consumer group: telemetry log → SQLite, one transaction per batch. */
+/**
+ * The `storage` consumer group: telemetry log → SQLite. The log is read here; the batches go to
+ * a worker thread with its own SQLite connection (one transaction per batch), so SQLite's work
+ * does not hold up the broker. A batch is committed once the worker has written it.
+ */
 export function startStorageConsumer(options: StorageConsumerOptions): Consumer {
-  const { log, store, registry, logger, onStored, onOffsetReset } = options;
-  return startConsumer({
+  const { log, logger, onStored, onOffsetReset, wantsLiveTelemetry = () => false } = options;
+  const worker = new Worker(new URL('./storage-worker-entry.mjs', import.meta.url), { workerData: { dataDir: options.dataDir } });
+  const waiting = new Map<number, { resolve: (o: WriteOutcome) => void; reject: (e: Error) => void }>();
+  let nextId = 1;
+  let workerError: Error | undefined;
+  worker.on('message', (reply: WriteReply | 'closed') => {
+    if (reply === 'closed') return;
+    const w = waiting.get(reply.id);
+    waiting.delete(reply.id);
+    if ('error' in reply) w?.reject(new Error(`storage worker: ${reply.error}`));
+    else w?.resolve(reply.outcome);
+  });
+  const failAll = (err: Error) => {
+    workerError = err;
+    for (const w of waiting.values()) w.reject(err);
+    waiting.clear();
+  };
+  worker.on('error', (err) => {
+    logger.fatal({ err }, 'the storage worker failed');
+    failAll(err);
+  });
+  worker.on('exit', (code) => failAll(new Error(`the storage worker exited (${code})`)));
+
+  const consumer = startConsumer({
     log, logger, group: STORAGE_GROUP, topic: TELEMETRY_TOPIC, onOffsetReset,
-    handle(records) {
-      const batch = toBatch(records, registry, logger);
-      store.write(batch);
-      onStored?.(batch);
+    async handle(records) {
+      if (workerError) throw workerError;
+      const packed = packRecords(records);
+      const outcome = await new Promise<WriteOutcome>((resolve, reject) => {
+        const id = nextId++;
+        waiting.set(id, { resolve, reject });
+        worker.postMessage({ id, packed, live: wantsLiveTelemetry() } satisfies WriteRequest, transferList(packed));
+      });
+      for (const s of outcome.skipped) {
+        logger.warn({ topic: TELEMETRY_TOPIC, partition: packed.partition, offset: s.offset, reason: s.reason }, 'skipping a log record that does not parse');
+      }
+      onStored?.(outcome);
     },
   });
-}
 
-function toBatch(records: StoredRecord[], registry: DeviceRegistry, logger: Logger): StoredBatch {
-  const batch: StoredBatch = { telemetry: [], attributes: [] };
-  for (const record of records) {
-    // A device deleted after it sent this message: its data went with it.
-    if (!registry.exists(record.key)) continue;
-    const parsed = parseTelemetryPayload(record.value, record.timestamp);
-    if (!parsed.ok) {
-      logger.warn({ topic: record.topic, partition: record.partition, offset: record.offset, reason: parsed.reason }, 'skipping a log record that does not parse');
-      continue;
-    }
-    const entries: DeviceEntries = { deviceId: record.key, entries: parsed.entries };
-    (messageKind(record) === 'attributes' ? batch.attributes : batch.telemetry).push(entries);
-  }
-  return batch;
+  return {
+    caughtUp: () => consumer.caughtUp(),
+    async stop() {
+      await consumer.stop();
+      if (workerError) return;
+      const closed = new Promise<void>((resolve) => worker.on('message', (m) => { if (m === 'closed') resolve(); }));
+      worker.postMessage('close');
+      await closed;
+      await worker.terminate();
+    },
+  };
 }

@@ -77,15 +77,20 @@ export class TimeSeriesStore {
         ) ORDER BY bucket`));
     }
     this.writeTransaction = db.transaction((batch: StoredBatch) => {
+      // Latest values: only the newest point of each (device, key) in the batch is upserted.
+      const newest = new Map<string, [deviceId: string, key: string, ts: number, kind: number, num: number | null, str: string | null]>();
       for (const m of batch.telemetry) {
         for (const entry of m.entries) {
           for (const key in entry.values) {
             const [kind, num, str] = encodeValue(entry.values[key]!);
             this.insertPoint.run(m.deviceId, key, entry.ts, kind, num, str);
-            this.upsertLatest.run(m.deviceId, key, entry.ts, kind, num, str);
+            const id = `${m.deviceId}\u0000${key}`;
+            const seen = newest.get(id);
+            if (!seen || entry.ts >= seen[2]) newest.set(id, [m.deviceId, key, entry.ts, kind, num, str]);
           }
         }
       }
+      for (const row of newest.values()) this.upsertLatest.run(...row);
       for (const m of batch.attributes) {
         for (const entry of m.entries) {
           for (const key in entry.values) this.upsertAttribute.run(m.deviceId, key, entry.ts, JSON.stringify(entry.values[key]));
