@@ -14,7 +14,9 @@ export interface ChildServer {
 
 /** Sluice as users run it: `tsx server/src/main.ts` in its own process. */
 export function spawnSluice(args: string[], env: Record<string, string> = {}): { child: ChildProcess; output: () => string; exited: Promise<number | null> } {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'server/src/main.ts', ...args], {
+  // SLUICE_NODE_OPTIONS adds node flags the environment cannot carry, e.g. --cpu-prof for a benchmark.
+  const nodeFlags = process.env.SLUICE_NODE_OPTIONS?.split(' ').filter((f) => f.length > 0) ?? [];
+  const child = spawn(process.execPath, [...nodeFlags, '--import', 'tsx', 'server/src/main.ts', ...args], {
     cwd: repoRoot,
     env: { ...process.env, LOG_FORMAT: 'json', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
