@@ -57,7 +57,8 @@ export class DeviceRegistry extends EventEmitter<{ deleted: [Device] }> {
       insert: db.prepare('INSERT INTO devices (id, name, type, token, attributes, created_at, updated_at) VALUES (@id, @name, @type, @token, @attributes, @createdAt, @updatedAt)'),
       update: db.prepare('UPDATE devices SET name = @name, type = @type, attributes = @attributes, updated_at = @updatedAt WHERE id = @id'),
       delete: db.prepare('DELETE FROM devices WHERE id = ?'),
-      deleteSeries: db.prepare('DELETE FROM ts_kv WHERE device_id = ?'),
+      deletePoints: db.prepare('DELETE FROM ts_points WHERE series IN (SELECT id FROM ts_series WHERE device_id = ?)'),
+      deleteSeries: db.prepare('DELETE FROM ts_series WHERE device_id = ?'),
       deleteLatest: db.prepare('DELETE FROM ts_latest WHERE device_id = ?'),
       all: db.prepare('SELECT * FROM devices ORDER BY created_at, name'),
       nameTaken: db.prepare('SELECT id FROM devices WHERE name = ?'),
@@ -115,6 +116,7 @@ export class DeviceRegistry extends EventEmitter<{ deleted: [Device] }> {
   delete(id: string): void {
     const device = this.get(id);
     this.db.transaction(() => {
+      this.statements.deletePoints.run(id);
       this.statements.deleteSeries.run(id);
       this.statements.deleteLatest.run(id);
       this.statements.delete.run(id);

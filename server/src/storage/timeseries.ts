@@ -44,6 +44,9 @@ function decodeValue(row: ValueRow): TelemetryValue {
  */
 export class TimeSeriesStore {
   private readonly insertPoint;
+  private readonly selectSeriesId;
+  private readonly insertSeries;
+  private readonly seriesIds = new Map<string, number>();
   private readonly upsertLatest;
   private readonly upsertAttribute;
   private readonly selectLatest;
@@ -54,7 +57,9 @@ export class TimeSeriesStore {
   private readonly aggregateStatements = new Map<Aggregation, ReturnType<Db['prepare']>>();
 
   constructor(db: Db) {
-    this.insertPoint = db.prepare('INSERT OR REPLACE INTO ts_kv (device_id, key, ts, kind, num, str) VALUES (?, ?, ?, ?, ?, ?)');
+    this.insertPoint = db.prepare('INSERT OR REPLACE INTO ts_points (series, ts, kind, num, str) VALUES (?, ?, ?, ?, ?)');
+    this.selectSeriesId = db.prepare('SELECT id FROM ts_series WHERE device_id = ? AND key = ?').pluck();
+    this.insertSeries = db.prepare('INSERT INTO ts_series (device_id, key) VALUES (?, ?)');
     this.upsertLatest = db.prepare(`INSERT INTO ts_latest (device_id, key, ts, kind, num, str) VALUES (?, ?, ?, ?, ?, ?)
       ON CONFLICT (device_id, key) DO UPDATE SET ts = excluded.ts, kind = excluded.kind, num = excluded.num, str = excluded.str
       WHERE excluded.ts >= ts_latest.ts`);
@@ -64,15 +69,16 @@ export class TimeSeriesStore {
     this.selectAttributes = db.prepare('SELECT key, value FROM client_attributes WHERE device_id = ? ORDER BY key');
     this.selectKeys = db.prepare('SELECT key FROM ts_latest WHERE device_id = ? ORDER BY key').pluck();
     this.selectSeries = db.prepare(`SELECT ts, kind, num, str FROM (
-        SELECT ts, kind, num, str FROM ts_kv WHERE device_id = ? AND key = ? AND ts >= ? AND ts <= ? ORDER BY ts DESC LIMIT ?
+        SELECT ts, kind, num, str FROM ts_points
+        WHERE series = (SELECT id FROM ts_series WHERE device_id = ? AND key = ?) AND ts >= ? AND ts <= ? ORDER BY ts DESC LIMIT ?
       ) ORDER BY ts`);
     for (const agg of ['avg', 'min', 'max', 'sum', 'count'] as const) {
       const expr = agg === 'count' ? 'COUNT(*)' : `${agg.toUpperCase()}(num)`;
       // count counts every value; the others take numbers and booleans (as 0/1).
       const kinds = agg === 'count' ? '' : `AND kind IN (${KIND_NUMBER}, ${KIND_BOOLEAN})`;
       this.aggregateStatements.set(agg, db.prepare(`SELECT bucket AS ts, value FROM (
-          SELECT ts - (ts % CAST(@interval AS INTEGER)) AS bucket, ${expr} AS value FROM ts_kv
-          WHERE device_id = @deviceId AND key = @key AND ts >= @from AND ts <= @to ${kinds}
+          SELECT ts - (ts % CAST(@interval AS INTEGER)) AS bucket, ${expr} AS value FROM ts_points
+          WHERE series = (SELECT id FROM ts_series WHERE device_id = @deviceId AND key = @key) AND ts >= @from AND ts <= @to ${kinds}
           GROUP BY bucket ORDER BY bucket DESC LIMIT @limit
         ) ORDER BY bucket`));
     }
@@ -83,8 +89,8 @@ export class TimeSeriesStore {
         for (const entry of m.entries) {
           for (const key in entry.values) {
             const [kind, num, str] = encodeValue(entry.values[key]!);
-            this.insertPoint.run(m.deviceId, key, entry.ts, kind, num, str);
             const id = `${m.deviceId}\u0000${key}`;
+            this.insertPoint.run(this.seriesId(id, m.deviceId, key), entry.ts, kind, num, str);
             const seen = newest.get(id);
             if (!seen || entry.ts >= seen[2]) newest.set(id, [m.deviceId, key, entry.ts, kind, num, str]);
           }
@@ -97,6 +103,16 @@ export class TimeSeriesStore {
         }
       }
     });
+  }
+
+  /** The integer id of a (device, key) series, created on first use; cached, ids never change. */
+  private seriesId(cacheKey: string, deviceId: string, key: string): number {
+    let id = this.seriesIds.get(cacheKey);
+    if (id === undefined) {
+      id = (this.selectSeriesId.get(deviceId, key) as number | undefined) ?? Number(this.insertSeries.run(deviceId, key).lastInsertRowid);
+      this.seriesIds.set(cacheKey, id);
+    }
+    return id;
   }
 
   /** Writes a batch of device messages in one transaction. */
