@@ -295,6 +295,21 @@ describe('FileLog on disk', () => {
     expect(seen).toEqual([5]);
   });
 
+  it('encodes headers as they are at append time, caching only frozen header objects', async () => {
+    const log = open(tempDir());
+    await log.ensureTopic('t', 1);
+    const mutable: Record<string, string> = { kind: 'telemetry' };
+    const frozen = Object.freeze({ kind: 'attributes' });
+    await log.append('t', { key: 'k', value: Buffer.from('1'), timestamp: 1, headers: mutable });
+    mutable.kind = 'changed';
+    await log.append('t', { key: 'k', value: Buffer.from('2'), timestamp: 1, headers: mutable });
+    await log.append('t', { key: 'k', value: Buffer.from('3'), timestamp: 1, headers: frozen });
+    await log.append('t', { key: 'k', value: Buffer.from('4'), timestamp: 1, headers: frozen });
+    const read = await log.read('t', 0, 0, 1 << 20);
+    expect(read.map((r) => r.headers)).toEqual([{ kind: 'telemetry' }, { kind: 'changed' }, { kind: 'attributes' }, { kind: 'attributes' }]);
+    expect(Object.isFrozen(read[0]!.headers)).toBe(true);
+  });
+
   it('refuses a key too long for the format without losing other appends', async () => {
     const log = open(tempDir());
     await log.ensureTopic('t', 1);

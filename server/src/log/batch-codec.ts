@@ -1,4 +1,5 @@
 import { crc32c } from '@node-rs/crc32';
+import { keyBytes } from './key-bytes.js';
 import type { LogRecord, StoredRecord } from './types.js';
 
 /**
@@ -34,9 +35,40 @@ export type BatchCheck =
   | ({ ok: true } & BatchInfo)
   | { ok: false; reason: 'incomplete' | 'crc' | 'malformed'; batchBytes?: number };
 
+/** Header objects that are frozen (as ingest's are) are encoded once. */
+const headerBlockCache = new WeakMap<object, Buffer>();
+const NO_HEADERS = Buffer.from([0, 0]);
+
+/** u16 headerCount, then (u16 nameLength name u16 valueLength value)*. */
+function headerBlock(headers: Record<string, string> | undefined): Buffer {
+  if (headers === undefined) return NO_HEADERS;
+  const cached = headerBlockCache.get(headers);
+  if (cached !== undefined) return cached;
+  const parts: Buffer[] = [];
+  let count = 0;
+  for (const name in headers) {
+    for (const text of [name, headers[name]!]) {
+      const bytes = Buffer.from(text, 'utf8');
+      if (bytes.length > 0xffff) throw new RangeError(`header "${name}" is over 65535 bytes`);
+      parts.push(Buffer.from([bytes.length >> 8, bytes.length & 0xff]), bytes);
+    }
+    count++;
+  }
+  const block = Buffer.concat([Buffer.from([count >> 8, count & 0xff]), ...parts]);
+  if (Object.isFrozen(headers)) headerBlockCache.set(headers, block);
+  return block;
+}
+
 export function encodeBatch(records: readonly LogRecord[], baseOffset: number): Buffer {
   let total = BATCH_HEADER_BYTES;
-  for (const r of records) total += recordBytes(r);
+  const keys = new Array<Buffer>(records.length);
+  const headers = new Array<Buffer>(records.length);
+  for (let i = 0; i < records.length; i++) {
+    const r = records[i]!;
+    const k = (keys[i] = keyBytes(r.key));
+    const h = (headers[i] = headerBlock(r.headers));
+    total += RECORD_FIXED_BYTES - 2 + k.length + h.length + r.value.length;
+  }
   const buf = Buffer.allocUnsafe(total);
   writeUint64(buf, baseOffset, 0);
   buf.writeUInt32BE(total - BATCH_PREFIX_BYTES, 8);
@@ -46,9 +78,10 @@ export function encodeBatch(records: readonly LogRecord[], baseOffset: number): 
   buf.writeUInt32BE(records.length, 20);
   let maxTimestamp = 0;
   let pos = BATCH_HEADER_BYTES;
-  for (const r of records) {
+  for (let i = 0; i < records.length; i++) {
+    const r = records[i]!;
     if (r.timestamp > maxTimestamp) maxTimestamp = r.timestamp;
-    pos = writeRecord(buf, r, pos);
+    pos = writeRecord(buf, r, keys[i]!, headers[i]!, pos);
   }
   writeUint64(buf, records[0]?.timestamp ?? 0, 24);
   writeUint64(buf, maxTimestamp, 32);
@@ -91,16 +124,13 @@ export function decodeBatch(buf: Buffer, pos: number, info: BatchInfo, fromOffse
     const timestamp = readUint64(buf, q); q += 8;
     const keyLength = buf.readUInt16BE(q); q += 2;
     const key = buf.toString('utf8', q, q + keyLength); q += keyLength;
-    const headerCount = buf.readUInt16BE(q); q += 2;
+    const headerCount = buf.readUInt16BE(q);
+    const headerStart = q;
+    q += 2;
     let headers: Record<string, string> | undefined;
     if (headerCount > 0) {
-      headers = {};
-      for (let h = 0; h < headerCount; h++) {
-        const nl = buf.readUInt16BE(q); q += 2;
-        const name = buf.toString('utf8', q, q + nl); q += nl;
-        const vl = buf.readUInt16BE(q); q += 2;
-        headers[name] = buf.toString('utf8', q, q + vl); q += vl;
-      }
+      for (let h = 0; h < headerCount; h++) q += 2 + buf.readUInt16BE(q) + 2 + buf.readUInt16BE(q + 2 + buf.readUInt16BE(q));
+      headers = decodeHeaders(buf, headerStart, q);
     }
     const valueLength = buf.readUInt32BE(q); q += 4;
     out.push({ topic, partition, offset, key, value: buf.subarray(q, q + valueLength), timestamp, headers });
@@ -108,37 +138,43 @@ export function decodeBatch(buf: Buffer, pos: number, info: BatchInfo, fromOffse
   }
 }
 
-function recordBytes(r: LogRecord): number {
-  let n = RECORD_FIXED_BYTES + Buffer.byteLength(r.key) + r.value.length;
-  if (r.headers) for (const name in r.headers) n += 4 + Buffer.byteLength(name) + Buffer.byteLength(r.headers[name]!);
-  return n;
+/** The last header block decoded, and its (frozen, shared) object: consecutive records repeat it. */
+let lastHeaderBytes = Buffer.alloc(0);
+let lastHeaders: Record<string, string> = Object.freeze({});
+
+function decodeHeaders(buf: Buffer, start: number, end: number): Record<string, string> {
+  const n = end - start;
+  if (n === lastHeaderBytes.length) {
+    let same = true;
+    for (let i = 0; i < n; i++) if (buf[start + i] !== lastHeaderBytes[i]) { same = false; break; }
+    if (same) return lastHeaders;
+  }
+  const headers: Record<string, string> = {};
+  const count = buf.readUInt16BE(start);
+  let q = start + 2;
+  for (let h = 0; h < count; h++) {
+    const nl = buf.readUInt16BE(q); q += 2;
+    const name = buf.toString('utf8', q, q + nl); q += nl;
+    const vl = buf.readUInt16BE(q); q += 2;
+    headers[name] = buf.toString('utf8', q, q + vl); q += vl;
+  }
+  lastHeaderBytes = Buffer.from(buf.subarray(start, end));
+  lastHeaders = Object.freeze(headers);
+  return lastHeaders;
 }
 
-function writeRecord(buf: Buffer, r: LogRecord, start: number): number {
+function writeRecord(buf: Buffer, r: LogRecord, key: Buffer, headers: Buffer, start: number): number {
   let pos = start + 4;
   pos = writeUint64(buf, r.timestamp, pos);
-  pos = writeShortString(buf, r.key, pos);
-  const countAt = pos;
+  buf.writeUInt16BE(key.length, pos);
   pos += 2;
-  let count = 0;
-  if (r.headers) {
-    for (const name in r.headers) {
-      pos = writeShortString(buf, name, pos);
-      pos = writeShortString(buf, r.headers[name]!, pos);
-      count++;
-    }
-  }
-  buf.writeUInt16BE(count, countAt);
-  buf.writeUInt32BE(r.value.length, pos); pos += 4;
+  pos += key.copy(buf, pos);
+  pos += headers.copy(buf, pos);
+  buf.writeUInt32BE(r.value.length, pos);
+  pos += 4;
   pos += r.value.copy(buf, pos);
   buf.writeUInt32BE(pos - start - 4, start);
   return pos;
-}
-
-function writeShortString(buf: Buffer, s: string, pos: number): number {
-  const n = buf.write(s, pos + 2, 'utf8');
-  buf.writeUInt16BE(n, pos);
-  return pos + 2 + n;
 }
 
 export function writeUint64(buf: Buffer, value: number, pos: number): number {

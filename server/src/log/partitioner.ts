@@ -1,3 +1,5 @@
+import { keyBytes } from './key-bytes.js';
+
 /**
  * Key → partition, the same way Kafka's default partitioner does it (murmur2 of the key's UTF-8
  * bytes, sign bit cleared, modulo the partition count), so that moving the log to Kafka keeps
@@ -32,5 +34,5 @@ export function murmur2(data: Uint8Array): number {
 }
 
 export function partitionForKey(key: string, partitions: number): number {
-  return (murmur2(Buffer.from(key, 'utf8')) & 0x7fffffff) % partitions;
+  return (murmur2(keyBytes(key)) & 0x7fffffff) % partitions;
 }

@@ -9,8 +9,14 @@ export type MessageKind = 'telemetry' | 'attributes';
 
 export const TELEMETRY_TOPIC = 'telemetry';
 
+/** Shared and frozen: the log encodes a frozen headers object once, not per record. */
+const headersOf: Record<MessageKind, Record<string, string>> = {
+  telemetry: Object.freeze({ kind: 'telemetry' }),
+  attributes: Object.freeze({ kind: 'attributes' }),
+};
+
 export function toLogRecord(deviceId: string, kind: MessageKind, payload: Buffer, receivedAt: number): LogRecord {
-  return { key: deviceId, value: payload, timestamp: receivedAt, headers: { kind } };
+  return { key: deviceId, value: payload, timestamp: receivedAt, headers: headersOf[kind] };
 }
 
 export function messageKind(record: StoredRecord): MessageKind {
