@@ -65,6 +65,18 @@ export async function startMqttBroker(options: MqttBrokerOptions): Promise<MqttB
     },
   });
 
+  // What a device publishes was ingested in authorizePublish and is never relayed to another
+  // client (only devices connect, and authorizeForward blocks device topics), so it skips aedes'
+  // routing — the subscription trie match and the emitter — which cost ~12% of the broker's CPU.
+  // (aedes' typings show publish(packet, callback); internally it is publish(packet, client, done).)
+  type InternalPublish = (packet: PublishPacket, client: Client | null, done?: (err?: Error) => void) => void;
+  const internal = broker as unknown as { publish: InternalPublish };
+  const route = internal.publish.bind(broker);
+  internal.publish = (packet, client, done) => {
+    if (client && devices.has(client)) return done?.();
+    return route(packet, client, done);
+  };
+
   async function handleDevicePublish(device: Device, packet: PublishPacket): Promise<void> {
     const kind = kindOfDeviceTopic(packet.topic);
     if (!kind) {
