@@ -207,7 +207,7 @@ export class FileLog implements Log {
     this.flush();
     this.closed = true;
     for (const t of this.timers) clearInterval(t);
-    this.groups.persist();
+    await this.groups.close();
     for (const t of this.topics.values()) {
       for (const p of t.partitions) {
         try {

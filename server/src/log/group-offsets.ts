@@ -11,6 +11,8 @@ export class GroupOffsets {
   private readonly offsets = new Map<string, Map<string, number[]>>();
   private readonly dirtyGroups = new Set<string>();
   private timer: NodeJS.Timeout | undefined;
+  private closed = false;
+  private inflight: Promise<void> | undefined;
 
   constructor(dir: string, private readonly persistEveryMs: number) {
     this.dir = dir;
@@ -34,7 +36,7 @@ export class GroupOffsets {
     if (!partitions) topics.set(topic, (partitions = []));
     partitions[partition] = offset;
     this.dirtyGroups.add(group);
-    this.timer ??= setTimeout(() => this.persist(), this.persistEveryMs);
+    this.reschedule();
   }
 
   entries(): { group: string; topic: string; partitions: (number | undefined)[] }[] {
@@ -45,6 +47,44 @@ export class GroupOffsets {
     return out;
   }
 
+  /** The timer's way: the same steps off the event loop, so the broker does not wait for the disk. */
+  private async persistInBackground(): Promise<void> {
+    this.timer = undefined;
+    const groups = [...this.dirtyGroups];
+    this.dirtyGroups.clear();
+    try {
+      for (const group of groups) {
+        const file = path.join(this.dir, `${encodeURIComponent(group)}.json`);
+        const tmp = `${file}.tmp`;
+        const handle = await fs.promises.open(tmp, 'w');
+        try {
+          await handle.writeFile(JSON.stringify(Object.fromEntries(this.offsets.get(group) ?? [])));
+          await handle.sync();
+        } finally {
+          await handle.close();
+        }
+        await fs.promises.rename(tmp, file);
+      }
+    } catch {
+      for (const g of groups) this.dirtyGroups.add(g);
+      this.reschedule();
+    }
+  }
+
+  private reschedule(): void {
+    if (this.closed) return;
+    // Background writes run one after another: a later one never lands before an earlier one.
+    this.timer ??= setTimeout(() => { this.inflight = (this.inflight ?? Promise.resolve()).then(() => this.persistInBackground()); }, this.persistEveryMs);
+  }
+
+  /** Waits for a background write, then writes what is left, synchronously. */
+  async close(): Promise<void> {
+    this.closed = true;
+    await this.inflight;
+    this.persist();
+  }
+
+  /** Writes every changed group now, synchronously (on close). */
   persist(): void {
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
