@@ -43,7 +43,11 @@ interface PendingAppend {
 interface Topic {
   overrides: RetentionOverrides;
   partitions: PartitionLog[];
+  /** key → partition, remembered: keys (device ids) repeat on every message. */
+  partitionOfKey: Map<string, PartitionLog>;
 }
+
+const MAX_REMEMBERED_KEYS = 100_000;
 
 /**
  * The embedded log: topics of partitions of segments under `<data-dir>/log` (docs/log.md).
@@ -116,8 +120,13 @@ export class FileLog implements Log {
 
   append(topic: string, record: LogRecord): Promise<AppendResult> {
     if (this.closed) return Promise.reject(new SluiceError('NOT_READY', 'the log is closed'));
-    const partitions = this.topic(topic).partitions;
-    const partition = partitions[partitionForKey(record.key, partitions.length)]!;
+    const t = this.topic(topic);
+    let partition = t.partitionOfKey.get(record.key);
+    if (partition === undefined) {
+      if (t.partitionOfKey.size >= MAX_REMEMBERED_KEYS) t.partitionOfKey.clear();
+      partition = t.partitions[partitionForKey(record.key, t.partitions.length)]!;
+      t.partitionOfKey.set(record.key, partition);
+    }
     try {
       partition.enqueue(record);
     } catch (err) {
@@ -289,7 +298,7 @@ export class FileLog implements Log {
   private openTopic(name: string, count: number, overrides: RetentionOverrides): void {
     const partitions: PartitionLog[] = [];
     const settings = () => this.settingsOf(name);
-    const topic: Topic = { overrides, partitions };
+    const topic: Topic = { overrides, partitions, partitionOfKey: new Map() };
     this.topics.set(name, topic);
     for (let i = 0; i < count; i++) {
       partitions.push(new PartitionLog(path.join(this.dir, name, String(i)), name, i, settings, this.logger, {
