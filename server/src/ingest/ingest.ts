@@ -19,7 +19,11 @@ export type IngestOutcome =
  * the message is durable (that is when MQTT sends PUBACK and HTTP answers 200); a rejected
  * message is counted and listed, and the device's connection is left alone.
  */
+const LOG_FULL_HOLD_MS = 1000;
+
 export class Ingest {
+  private logFullUntil = 0;
+  private lastAppendErrorLoggedAt = -Infinity;
   constructor(
     private readonly log: Log,
     private readonly rejectedMessages: RejectedMessages,
@@ -40,12 +44,32 @@ export class Ingest {
     try {
       await this.log.append(TELEMETRY_TOPIC, toLogRecord(device.id, kind, payload, receivedAt));
     } catch (err) {
-      this.metrics.logAppendErrors.inc();
-      this.logger.error({ err, deviceId: device.id }, 'could not append a device message to the log');
-      throw err instanceof SluiceError ? err : new SluiceError('LOG_FULL', 'the log refused the message', { cause: err });
+      throw this.appendFailed(err, device.id);
     }
     this.metrics.messagesIn.inc({ transport, kind });
     return { accepted: true };
+  }
+
+  /**
+   * True for a second after the log last refused a message for want of disk space: the broker
+   * then refuses new connections (server unavailable) instead of taking on more publishers.
+   */
+  isLogFull(): boolean {
+    return this.clock.now() < this.logFullUntil;
+  }
+
+  private appendFailed(err: unknown, deviceId: string): SluiceError {
+    this.metrics.logAppendErrors.inc();
+    const now = this.clock.now();
+    const full = err instanceof SluiceError && err.code === 'LOG_FULL';
+    if (full) this.logFullUntil = now + LOG_FULL_HOLD_MS;
+    // A full disk fails every message: say so once a second, not once a message.
+    if (now - this.lastAppendErrorLoggedAt >= 1000) {
+      this.lastAppendErrorLoggedAt = now;
+      this.logger.error({ err, deviceId }, full ? 'the log is out of disk space: refusing device messages' : 'could not append a device message to the log');
+    }
+    if (full) return new SluiceError('LOG_FULL', 'disk full: the server cannot store messages right now; retry later', { cause: err });
+    return err instanceof SluiceError ? err : new SluiceError('LOG_IO', 'the log could not store the message', { cause: err });
   }
 
   /** Records a message that never reached validation (e.g. an unknown topic). */

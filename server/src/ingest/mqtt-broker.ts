@@ -7,6 +7,7 @@ import { deviceMaySubscribe, kindOfDeviceTopic, publishTopicList } from './devic
 import type { Ingest } from './ingest.js';
 
 /** CONNACK return codes of MQTT 3.1.1 (section 3.2.2.3). */
+const SERVER_UNAVAILABLE = 3;
 const BAD_USERNAME_OR_PASSWORD = 4;
 
 export interface MqttBroker {
@@ -40,6 +41,12 @@ export async function startMqttBroker(options: MqttBrokerOptions): Promise<MqttB
         metrics.authFailures.inc({ transport: 'mqtt' });
         logger.info({ clientId: client.id }, 'MQTT connection refused: unknown or empty access token');
         const err = Object.assign(new Error('unknown or empty access token'), { returnCode: BAD_USERNAME_OR_PASSWORD });
+        return done(err as never, false);
+      }
+      if (ingest.isLogFull()) {
+        // Back-pressure: no new publishers while the disk is full; devices retry later.
+        logger.debug({ clientId: client.id }, 'MQTT connection refused: the log is out of disk space');
+        const err = Object.assign(new Error('server unavailable: disk full'), { returnCode: SERVER_UNAVAILABLE });
         return done(err as never, false);
       }
       devices.set(client, device);

@@ -18,11 +18,13 @@ export class SegmentIndex {
   private pendingOffsetBytes: Buffer[] = [];
   private pendingTimeBytes: Buffer[] = [];
   private readonly indexFd: number;
+  private indexFileBytes = 0;
+  private timeIndexFileBytes = 0;
   private readonly timeIndexFd: number;
 
   constructor(readonly indexFile: string, readonly timeIndexFile: string) {
-    this.indexFd = fs.openSync(indexFile, 'a+');
-    this.timeIndexFd = fs.openSync(timeIndexFile, 'a+');
+    this.indexFd = fs.openSync(indexFile, fs.existsSync(indexFile) ? 'r+' : 'w+');
+    this.timeIndexFd = fs.openSync(timeIndexFile, fs.existsSync(timeIndexFile) ? 'r+' : 'w+');
   }
 
   get entryCount(): number {
@@ -74,15 +76,25 @@ export class SegmentIndex {
     return undefined;
   }
 
-  /** Appends pending entries to the files. */
+  /**
+   * Appends pending entries to the files. A failed write (disk full) keeps them pending, to be
+   * written again at the same place next time: the in-memory index stays right, and a file left
+   * short is rebuilt from the segment when it is opened.
+   */
   flush(): void {
     if (this.pendingOffsetBytes.length > 0) {
-      fs.writeSync(this.indexFd, Buffer.concat(this.pendingOffsetBytes));
-      this.pendingOffsetBytes = [];
+      const bytes = Buffer.concat(this.pendingOffsetBytes);
+      if (writeAt(this.indexFd, bytes, this.indexFileBytes)) {
+        this.indexFileBytes += bytes.length;
+        this.pendingOffsetBytes = [];
+      }
     }
     if (this.pendingTimeBytes.length > 0) {
-      fs.writeSync(this.timeIndexFd, Buffer.concat(this.pendingTimeBytes));
-      this.pendingTimeBytes = [];
+      const bytes = Buffer.concat(this.pendingTimeBytes);
+      if (writeAt(this.timeIndexFd, bytes, this.timeIndexFileBytes)) {
+        this.timeIndexFileBytes += bytes.length;
+        this.pendingTimeBytes = [];
+      }
     }
   }
 
@@ -96,6 +108,8 @@ export class SegmentIndex {
     this.pendingTimeBytes = [];
     fs.ftruncateSync(this.indexFd, 0);
     fs.ftruncateSync(this.timeIndexFd, 0);
+    this.indexFileBytes = 0;
+    this.timeIndexFileBytes = 0;
   }
 
   /**
@@ -137,6 +151,8 @@ export class SegmentIndex {
     this.positions = positions;
     this.times = times;
     this.timeOffsets = timeOffsets;
+    this.indexFileBytes = offsetBytes.length;
+    this.timeIndexFileBytes = timeBytes.length;
     return true;
   }
 
@@ -149,5 +165,16 @@ export class SegmentIndex {
   close(): void {
     fs.closeSync(this.indexFd);
     fs.closeSync(this.timeIndexFd);
+  }
+}
+
+/** Writes all of `bytes` at `position`; false when the disk refused. */
+function writeAt(fd: number, bytes: Buffer, position: number): boolean {
+  try {
+    let done = 0;
+    while (done < bytes.length) done += fs.writeSync(fd, bytes, done, bytes.length - done, position + done);
+    return true;
+  } catch {
+    return false;
   }
 }
