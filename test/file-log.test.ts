@@ -310,6 +310,17 @@ describe('FileLog on disk', () => {
     expect(Object.isFrozen(read[0]!.headers)).toBe(true);
   });
 
+  it('reads back every key exactly, many similar keys included (decoded keys are cached by hash)', async () => {
+    const log = open(tempDir());
+    await log.ensureTopic('t', 1);
+    const keys = Array.from({ length: 3000 }, (_, i) => `device-${String(i).padStart(8, '0')}-0000-0000-0000-${'x'.repeat(i % 3)}`);
+    await Promise.all(keys.map((k) => log.append('t', record(k, k))));
+    await Promise.all(keys.map((k) => log.append('t', record(k, k))));
+    const read = await readAll(log);
+    expect(read).toHaveLength(6000);
+    for (const r of read) expect(r.key).toBe(r.value.toString());
+  });
+
   it('refuses a key too long for the format without losing other appends', async () => {
     const log = open(tempDir());
     await log.ensureTopic('t', 1);

@@ -114,28 +114,64 @@ export function decodeBatch(buf: Buffer, pos: number, info: BatchInfo, fromOffse
   let p = pos + BATCH_HEADER_BYTES;
   const end = pos + info.batchBytes;
   for (let i = 0; i < info.recordCount && p < end; i++) {
-    const length = buf.readUInt32BE(p);
+    const length = u32(buf, p);
     const offset = info.baseOffset + i;
     if (offset < fromOffset) {
       p += 4 + length;
       continue;
     }
     let q = p + 4;
-    const timestamp = readUint64(buf, q); q += 8;
-    const keyLength = buf.readUInt16BE(q); q += 2;
-    const key = buf.toString('utf8', q, q + keyLength); q += keyLength;
-    const headerCount = buf.readUInt16BE(q);
+    const timestamp = u32(buf, q) * 0x1_0000_0000 + u32(buf, q + 4);
+    q += 8;
+    const keyLength = u16(buf, q);
+    q += 2;
+    const key = decodeKey(buf, q, keyLength);
+    q += keyLength;
+    const headerCount = u16(buf, q);
     const headerStart = q;
     q += 2;
     let headers: Record<string, string> | undefined;
     if (headerCount > 0) {
-      for (let h = 0; h < headerCount; h++) q += 2 + buf.readUInt16BE(q) + 2 + buf.readUInt16BE(q + 2 + buf.readUInt16BE(q));
+      for (let h = 0; h < headerCount; h++) {
+        q += 2 + u16(buf, q);
+        q += 2 + u16(buf, q);
+      }
       headers = decodeHeaders(buf, headerStart, q);
     }
-    const valueLength = buf.readUInt32BE(q); q += 4;
+    const valueLength = u32(buf, q);
+    q += 4;
     out.push({ topic, partition, offset, key, value: buf.subarray(q, q + valueLength), timestamp, headers });
     p += 4 + length;
   }
+}
+
+const u16 = (b: Buffer, p: number) => (b[p]! << 8) | b[p + 1]!;
+const u32 = (b: Buffer, p: number) => ((b[p]! << 24) | (b[p + 1]! << 16) | (b[p + 2]! << 8) | b[p + 3]!) >>> 0;
+
+/**
+ * Keys repeat (one per device), so decoded keys are kept by a hash of their bytes and reused
+ * when the bytes match: no new string per record. The cache starts over when full.
+ */
+const decodedKeys = new Map<number, { bytes: Buffer; text: string }>();
+const MAX_DECODED_KEYS = 50_000;
+
+function decodeKey(buf: Buffer, start: number, length: number): string {
+  if (length < 8) return buf.toString('utf8', start, start + length);
+  // A hash of four sampled words and the length; the bytes are compared in full on a hit.
+  const last = start + length - 4;
+  const h = (Math.imul(u32(buf, start) ^ length, 0x01000193) ^ Math.imul(u32(buf, last), 0x5bd1e995)
+    ^ Math.imul(u32(buf, start + (length >> 2)), 0x9e3779b1) ^ u32(buf, start + (length >> 1))) >>> 0;
+  const hit = decodedKeys.get(h);
+  if (hit !== undefined && hit.bytes.length === length) {
+    const bytes = hit.bytes;
+    let i = 0;
+    while (i < length && bytes[i] === buf[start + i]) i++;
+    if (i === length) return hit.text;
+  }
+  const text = buf.toString('utf8', start, start + length);
+  if (decodedKeys.size >= MAX_DECODED_KEYS) decodedKeys.clear();
+  decodedKeys.set(h, { bytes: Buffer.from(buf.subarray(start, start + length)), text });
+  return text;
 }
 
 /** The last header block decoded, and its (frozen, shared) object: consecutive records repeat it. */
