@@ -58,7 +58,11 @@ export async function startMqttBroker(options: MqttBrokerOptions): Promise<MqttB
       if (!client || !device) return done(null);
       // Nothing a device sends is kept as a retained message [MQTT-3.3.1-5 does not apply].
       packet.retain = false;
-      handleDevicePublish(device, packet).then(() => done(null), (err: Error) => done(err));
+      // [MQTT-4.3.3-2] A QoS 2 PUBLISH whose packet id is still awaiting PUBREL is a retransmission:
+      // it was appended the first time, so it must not be appended again (aedes answers PUBREC).
+      const first = packet.qos === 2 ? isNewQos2(client, packet) : Promise.resolve(true);
+      first.then((isNew) => (isNew ? handleDevicePublish(device, packet) : undefined))
+        .then(() => done(null), (err: Error) => done(err));
     },
     authorizeSubscribe(client, subscription: Subscription, done) {
       if (client && devices.has(client) && !deviceMaySubscribe(subscription.topic)) {
@@ -83,6 +87,11 @@ export async function startMqttBroker(options: MqttBrokerOptions): Promise<MqttB
     if (client && devices.has(client)) return done?.();
     return route(packet, client, done);
   };
+
+  function isNewQos2(client: Client, packet: PublishPacket): Promise<boolean> {
+    const persistence = (broker as unknown as { persistence: { incomingGetPacket(c: Client, p: { messageId?: number }): Promise<unknown> } }).persistence;
+    return persistence.incomingGetPacket(client, packet).then(() => false, () => true);
+  }
 
   async function handleDevicePublish(device: Device, packet: PublishPacket): Promise<void> {
     const kind = kindOfDeviceTopic(packet.topic);
