@@ -1,5 +1,6 @@
 import fs from 'node:fs';
 import path from 'node:path';
+import { writeFileAtomicSync } from './atomic-file.js';
 
 /**
  * Committed offsets of consumer groups: one small JSON file per group, replaced atomically
@@ -55,7 +56,7 @@ export class GroupOffsets {
     try {
       for (const group of groups) {
         const file = path.join(this.dir, `${encodeURIComponent(group)}.json`);
-        const tmp = `${file}.tmp`;
+        const tmp = `${file}.tmp-bg`;
         const handle = await fs.promises.open(tmp, 'w');
         try {
           await handle.writeFile(JSON.stringify(Object.fromEntries(this.offsets.get(group) ?? [])));
@@ -90,16 +91,7 @@ export class GroupOffsets {
     this.timer = undefined;
     for (const group of this.dirtyGroups) {
       const file = path.join(this.dir, `${encodeURIComponent(group)}.json`);
-      const tmp = `${file}.tmp`;
-      const data = Object.fromEntries(this.offsets.get(group) ?? []);
-      const fd = fs.openSync(tmp, 'w');
-      try {
-        fs.writeSync(fd, JSON.stringify(data));
-        fs.fsyncSync(fd);
-      } finally {
-        fs.closeSync(fd);
-      }
-      fs.renameSync(tmp, file);
+      writeFileAtomicSync(file, JSON.stringify(Object.fromEntries(this.offsets.get(group) ?? [])));
     }
     this.dirtyGroups.clear();
   }

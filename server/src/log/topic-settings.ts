@@ -2,6 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
 import { SluiceError } from '../errors.js';
+import { writeFileAtomicSync } from './atomic-file.js';
 
 /** How a topic's partitions keep their data. Every setting applies to each partition on its own. */
 export interface RetentionSettings {
@@ -60,16 +61,7 @@ export function readTopicFile(topicDir: string): TopicFile | undefined {
   return parsed.data;
 }
 
-/** Replaces topic.json atomically: temp file, fsync, rename. */
+/** Replaces topic.json atomically. */
 export function writeTopicFile(topicDir: string, data: TopicFile): void {
-  const file = path.join(topicDir, TOPIC_FILE);
-  const tmp = `${file}.tmp`;
-  const fd = fs.openSync(tmp, 'w');
-  try {
-    fs.writeSync(fd, JSON.stringify(data));
-    fs.fsyncSync(fd);
-  } finally {
-    fs.closeSync(fd);
-  }
-  fs.renameSync(tmp, file);
+  writeFileAtomicSync(path.join(topicDir, TOPIC_FILE), JSON.stringify(data));
 }
