@@ -34,12 +34,6 @@ export interface FileLogStats {
   appendErrors: number;
 }
 
-interface PendingAppend {
-  partition: PartitionLog;
-  resolve: (result: AppendResult) => void;
-  reject: (err: Error) => void;
-}
-
 interface Topic {
   overrides: RetentionOverrides;
   partitions: PartitionLog[];
@@ -65,7 +59,14 @@ export class FileLog implements Log {
   private readonly waiters = new Map<PartitionLog, Set<{ offset: number; wake: () => void }>>();
   private readonly clock: Clock;
   private readonly defaults: RetentionSettings;
-  private pending: PendingAppend[] = [];
+  // Appends waiting for the next flush, as parallel arrays: no object per append on the hot path.
+  private pendingPartitions: PartitionLog[] = [];
+  private pendingResolves: ((result: AppendResult) => void)[] = [];
+  private pendingRejects: ((err: Error) => void)[] = [];
+  private readonly capture = (resolve: (result: AppendResult) => void, reject: (err: Error) => void) => {
+    this.pendingResolves.push(resolve);
+    this.pendingRejects.push(reject);
+  };
   private flushScheduled = false;
   private readonly timers: NodeJS.Timeout[] = [];
   private closed = false;
@@ -136,7 +137,8 @@ export class FileLog implements Log {
       this.flushScheduled = true;
       setImmediate(() => this.flush());
     }
-    return new Promise((resolve, reject) => this.pending.push({ partition, resolve, reject }));
+    this.pendingPartitions.push(partition);
+    return new Promise(this.capture);
   }
 
   async read(topic: string, partition: number, offset: number, maxBytes: number): Promise<StoredRecord[]> {
@@ -233,12 +235,16 @@ export class FileLog implements Log {
   /** Writes what was appended since the last flush: one batch per partition, then acks. */
   private flush(): void {
     this.flushScheduled = false;
-    const pending = this.pending;
-    if (pending.length === 0) return;
-    this.pending = [];
+    const partitions = this.pendingPartitions;
+    if (partitions.length === 0) return;
+    const resolves = this.pendingResolves;
+    const rejects = this.pendingRejects;
+    this.pendingPartitions = [];
+    this.pendingResolves = [];
+    this.pendingRejects = [];
     const now = this.clock.now();
     const written = new Map<PartitionLog, { next: number; left: number; error?: SluiceError }>();
-    for (const { partition } of pending) {
+    for (const partition of partitions) {
       if (written.has(partition)) continue;
       const bytesBefore = partition.bytes;
       const result = partition.writeQueued(now);
@@ -254,13 +260,14 @@ export class FileLog implements Log {
     const settle = () => {
       // Offsets were given in queue order, so walking `pending` in the same order hands each
       // append its own offset; appends after a failed write get its error.
-      for (const { partition, resolve, reject } of pending) {
+      for (let i = 0; i < partitions.length; i++) {
+        const partition = partitions[i]!;
         const w = written.get(partition)!;
         if (w.left > 0) {
           w.left--;
-          resolve({ partition: partition.partition, offset: w.next++ });
+          resolves[i]!({ partition: partition.partition, offset: w.next++ });
         } else {
-          reject(w.error ?? new SluiceError('LOG_IO', 'the log could not write the record'));
+          rejects[i]!(w.error ?? new SluiceError('LOG_IO', 'the log could not write the record'));
         }
       }
     };

@@ -68,12 +68,27 @@ export class SegmentIndex {
     return found < 0 ? { relativeOffset: 0, position: 0 } : { relativeOffset: this.offsets[found]!, position: this.positions[found]! };
   }
 
+  /** The largest indexed batch start at or before `position` (0 when none). */
+  batchStartAtOrBefore(position: number): number {
+    let lo = 0;
+    let hi = this.positions.length - 1;
+    let found = 0;
+    while (lo <= hi) {
+      const mid = (lo + hi) >>> 1;
+      if (this.positions[mid]! <= position) { found = this.positions[mid]!; lo = mid + 1; } else hi = mid - 1;
+    }
+    return found;
+  }
+
   /** The first entry whose position is after `position`, if any: where a reader resumes past damage. */
   nextAfter(position: number): { relativeOffset: number; position: number } | undefined {
-    for (let i = 0; i < this.positions.length; i++) {
-      if (this.positions[i]! > position) return { relativeOffset: this.offsets[i]!, position: this.positions[i]! };
+    let lo = 0;
+    let hi = this.positions.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (this.positions[mid]! > position) hi = mid; else lo = mid + 1;
     }
-    return undefined;
+    return lo < this.positions.length ? { relativeOffset: this.offsets[lo]!, position: this.positions[lo]! } : undefined;
   }
 
   /**

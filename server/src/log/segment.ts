@@ -126,8 +126,11 @@ export class Segment {
     let pos = this.index.floor(offset - this.baseOffset).position;
     let served = 0;
     while (pos < this.size && (served === 0 || served < maxBytes)) {
-      const want = Math.min(this.size - pos, Math.max(maxBytes - served, MIN_READ_BYTES));
-      let buf = readAt(this.fd, pos, want);
+      // Read up to a batch boundary the index knows, so the last batch read is whole.
+      const limit = pos + Math.max(maxBytes - served, MIN_READ_BYTES);
+      const boundary = limit >= this.size ? this.size : this.index.batchStartAtOrBefore(limit);
+      const end = boundary > pos ? boundary : this.index.nextAfter(pos)?.position ?? this.size;
+      let buf = readAt(this.fd, pos, Math.min(this.size, end) - pos);
       let p = 0;
       while (p < buf.length) {
         let check = checkBatch(buf, p);
