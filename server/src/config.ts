@@ -162,7 +162,8 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv, isTty = false
 export function testConfig(overrides: Partial<Config> & { dataDir: string }): Config {
   return {
     mqttPort: 0, httpPort: 0, host: '127.0.0.1', adminToken: 'test-admin-token', partitions: 4,
-    rulesDir: path.resolve('rules'), maxPayloadBytes: 65536, fsync: { mode: 'interval', intervalMs: 50 },
+    // No rules unless a test brings its own: the examples in rules/ would act on every test's data.
+    rulesDir: path.join(overrides.dataDir, 'rules'), maxPayloadBytes: 65536, fsync: { mode: 'interval', intervalMs: 50 },
     logRetentionMs: 7 * 86_400_000, logRetentionBytes: null, logSegmentBytes: 64 * 1024 ** 2, logLevel: 'silent', prettyLogs: false, demo: false, ...overrides,
   };
 }

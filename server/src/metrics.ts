@@ -1,6 +1,7 @@
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import type { FileLogStats } from './log/file-log.js';
 import type { Log } from './log/types.js';
+import type { WebhookStats } from './rules/webhook-sender.js';
 
 /** Every Prometheus metric Sluice exports, in one registry served at /metrics. */
 export function createMetrics(log: Log, logStats?: FileLogStats) {
@@ -55,6 +56,26 @@ export function createMetrics(log: Log, logStats?: FileLogStats) {
       labelNames: ['group', 'topic', 'partition'] as const, registers: [registry],
     }),
     ...(logStats ? fileLogMetrics(registry, logStats) : {}),
+    /** Rule node counters and webhook outcomes, read when /metrics is scraped. */
+    registerRuleStats(read: () => { rule: string; nodes: { id: string; in: number; out: number; dropped: number; errors: number }[] }[], webhooks: WebhookStats) {
+      new Gauge({
+        name: 'sluice_rule_node_messages', help: 'Messages per rule node since the rule was (re)loaded, by outcome', labelNames: ['rule', 'node', 'outcome'] as const, registers: [registry],
+        collect() {
+          this.reset();
+          for (const r of read()) {
+            for (const n of r.nodes) {
+              for (const outcome of ['in', 'out', 'dropped', 'errors'] as const) this.set({ rule: r.rule, node: n.id, outcome }, n[outcome]);
+            }
+          }
+        },
+      });
+      new Gauge({
+        name: 'sluice_webhook_requests', help: 'Webhook requests by outcome since start', labelNames: ['outcome'] as const, registers: [registry],
+        collect() {
+          for (const outcome of ['sent', 'failed', 'retried', 'dropped', 'pending'] as const) this.set({ outcome }, webhooks[outcome]);
+        },
+      });
+    },
   };
 }
 

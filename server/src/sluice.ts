@@ -13,6 +13,8 @@ import { FileLog } from './log/file-log.js';
 import type { Logger } from './logger.js';
 import { createMetrics } from './metrics.js';
 import { startRealtime } from './realtime/socket-server.js';
+import { RULES_GROUP } from './rules/rules-consumer.js';
+import { createRulesRuntime } from './rules/rules-runtime.js';
 import { openDatabase } from './storage/database.js';
 import { DeviceRegistry } from './storage/device-registry.js';
 import { STORAGE_GROUP, startStorageConsumer } from './storage/storage-consumer.js';
@@ -25,6 +27,8 @@ export interface Sluice {
   adminTokenGenerated: boolean;
   /** Resolves once the storage consumer has stored everything in the log now. */
   storageCaughtUp(): Promise<void>;
+  /** Resolves once the rule engine has seen everything in the log now. */
+  rulesCaughtUp(): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -48,12 +52,18 @@ export async function startSluice(config: Config, logger: Logger, clock: Clock =
   const registry = new DeviceRegistry(db, clock);
   const store = new TimeSeriesStore(db);
   const metrics = createMetrics(log, log.stats);
+  const rules = createRulesRuntime({
+    db, rulesDir: config.rulesDir, log, registry, store, logger: logger.child({ component: 'rules' }),
+    onOffsetReset: (partition) => metrics.consumerOffsetResets.inc({ group: RULES_GROUP, topic: TELEMETRY_TOPIC, partition }),
+  });
+  rules.service.loadAll();
+  metrics.registerRuleStats(() => rules.engine.allStats(), rules.webhooks.stats);
   const rejected = new RejectedMessages();
   const ingest = new Ingest(log, rejected, metrics, clock, logger.child({ component: 'ingest' }), config.maxPayloadBytes);
 
   let ready = false;
   const app = createHttpApp({
-    adminToken, registry, store, ingest, log, rejected, metrics, logger: logger.child({ component: 'http' }), clock,
+    adminToken, registry, store, ingest, log, rejected, metrics, rules: rules.service, ruleEngine: rules.engine, logger: logger.child({ component: 'http' }), clock,
     maxPayloadBytes: config.maxPayloadBytes, dashboardDir: defaultDashboardDir, isReady: () => ready,
   });
   const httpServer = http.createServer(app);
@@ -70,6 +80,7 @@ export async function startSluice(config: Config, logger: Logger, clock: Clock =
   });
 
   const mqtt = await startMqttBroker({ registry, ingest, metrics, logger: logger.child({ component: 'mqtt' }) });
+  rules.start((topic, payload, qos, retain) => mqtt.publish(topic, payload, qos, retain));
   const mqttPort = await listen(mqtt.server, config.mqttPort, config.host);
   const httpPort = await listen(httpServer, config.httpPort, config.host);
   const ports = { mqtt: mqttPort, http: httpPort };
@@ -82,6 +93,7 @@ export async function startSluice(config: Config, logger: Logger, clock: Clock =
     adminToken,
     adminTokenGenerated: generated,
     storageCaughtUp: () => storage.caughtUp(),
+    rulesCaughtUp: () => rules.caughtUp(),
     stop() {
       stopping ??= (async () => {
         ready = false;
@@ -91,6 +103,7 @@ export async function startSluice(config: Config, logger: Logger, clock: Clock =
         await new Promise<void>((resolve) => httpServer.close(() => resolve()));
         await storage.caughtUp();
         await storage.stop();
+        await rules.stop();
         await log.close();
         db.close();
       })();

@@ -14,6 +14,9 @@ import { deviceHttpRouter } from './device-http-router.js';
 import { devicesRouter } from './devices-router.js';
 import { logRouter } from './log-router.js';
 import { rejectedRouter } from './rejected-router.js';
+import { rulesRouter } from './rules-router.js';
+import type { RuleEngine } from '../rules/rule-engine.js';
+import type { RuleService } from '../rules/rule-service.js';
 import { telemetryRouter } from './telemetry-router.js';
 
 export interface HttpAppOptions {
@@ -26,6 +29,8 @@ export interface HttpAppOptions {
   metrics: Metrics;
   logger: Logger;
   clock: Clock;
+  rules: RuleService;
+  ruleEngine: RuleEngine;
   maxPayloadBytes: number;
   dashboardDir: string;
   isReady: () => boolean;
@@ -54,6 +59,7 @@ export function createHttpApp(o: HttpAppOptions): express.Express {
   api.use('/devices', devicesRouter(o.registry, o.store));
   api.use('/log', logRouter(o.log));
   api.use('/rejected', rejectedRouter(o.rejected));
+  api.use('/rules', rulesRouter(o.rules, o.ruleEngine));
   app.use('/api', api);
   app.use('/api', (req, _res, next) => next(new SluiceError('NOT_FOUND', `no route ${req.method} /api${req.path}`)));
 

@@ -17,8 +17,11 @@ const subscribableTopics = new Set([
   'v1/devices/me/rpc/request/+',
 ]);
 
+/** Where rules republish (`republish` nodes): any connected client may subscribe below it. */
+export const RULE_OUTPUT_PREFIX = 'rules/';
+
 export function deviceMaySubscribe(topic: string): boolean {
-  return subscribableTopics.has(topic);
+  return subscribableTopics.has(topic) || (topic.startsWith(RULE_OUTPUT_PREFIX) && topic.length > RULE_OUTPUT_PREFIX.length);
 }
 
 export const publishTopicList = Object.keys(publishTopics);

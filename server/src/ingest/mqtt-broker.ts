@@ -12,6 +12,8 @@ const BAD_USERNAME_OR_PASSWORD = 4;
 
 export interface MqttBroker {
   server: net.Server;
+  /** Publishes from the server itself (rule republish), to whoever subscribed. */
+  publish(topic: string, payload: string, qos: 0 | 1, retain: boolean): void;
   close(): Promise<void>;
 }
 
@@ -130,6 +132,9 @@ export async function startMqttBroker(options: MqttBrokerOptions): Promise<MqttB
   const server = net.createServer(broker.handle);
   return {
     server,
+    publish(topic, payload, qos, retain) {
+      route({ cmd: 'publish', topic, payload: Buffer.from(payload), qos, retain, dup: false } as PublishPacket, null);
+    },
     async close() {
       registry.off('deleted', onDeleted);
       // Stop accepting first; server.close() resolves only once the broker has closed every client.

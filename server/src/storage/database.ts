@@ -66,6 +66,12 @@ export const migrations: string[] = [
    INSERT INTO ts_points (series, ts, kind, num, str)
      SELECT s.id, p.ts, p.kind, p.num, p.str FROM ts_kv p JOIN ts_series s ON s.device_id = p.device_id AND s.key = p.key;
    DROP TABLE ts_kv;`,
+  // Rules created or changed through the REST API (rules from the rules dir stay in their files).
+  `CREATE TABLE rules (
+     id TEXT PRIMARY KEY,
+     document TEXT NOT NULL,
+     updated_at INTEGER NOT NULL
+   );`,
 ];
 
 export function openDatabase(dataDir: string): Db {

@@ -88,6 +88,11 @@ export class DeviceRegistry extends EventEmitter<{ deleted: [Device] }> {
     return device;
   }
 
+  /** The device, or undefined when there is none (no error: for per-message look-ups). */
+  find(id: string): Device | undefined {
+    return this.byId.get(id);
+  }
+
   exists(id: string): boolean {
     return this.byId.has(id);
   }

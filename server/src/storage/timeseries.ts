@@ -59,7 +59,9 @@ export class TimeSeriesStore {
   constructor(db: Db) {
     this.insertPoint = db.prepare('INSERT OR REPLACE INTO ts_points (series, ts, kind, num, str) VALUES (?, ?, ?, ?, ?)');
     this.selectSeriesId = db.prepare('SELECT id FROM ts_series WHERE device_id = ? AND key = ?').pluck();
-    this.insertSeries = db.prepare('INSERT INTO ts_series (device_id, key) VALUES (?, ?)');
+    // Two connections write (the storage worker, the rule engine's save): a series another one
+    // created meanwhile is simply found.
+    this.insertSeries = db.prepare('INSERT INTO ts_series (device_id, key) VALUES (?, ?) ON CONFLICT (device_id, key) DO NOTHING');
     this.upsertLatest = db.prepare(`INSERT INTO ts_latest (device_id, key, ts, kind, num, str) VALUES (?, ?, ?, ?, ?, ?)
       ON CONFLICT (device_id, key) DO UPDATE SET ts = excluded.ts, kind = excluded.kind, num = excluded.num, str = excluded.str
       WHERE excluded.ts >= ts_latest.ts`);
@@ -109,7 +111,11 @@ export class TimeSeriesStore {
   private seriesId(cacheKey: string, deviceId: string, key: string): number {
     let id = this.seriesIds.get(cacheKey);
     if (id === undefined) {
-      id = (this.selectSeriesId.get(deviceId, key) as number | undefined) ?? Number(this.insertSeries.run(deviceId, key).lastInsertRowid);
+      id = this.selectSeriesId.get(deviceId, key) as number | undefined;
+      if (id === undefined) {
+        this.insertSeries.run(deviceId, key);
+        id = this.selectSeriesId.get(deviceId, key) as number;
+      }
       this.seriesIds.set(cacheKey, id);
     }
     return id;

@@ -1,0 +1,118 @@
+import { SluiceError, invalidInput } from '../errors.js';
+import { compileExpression, ExpressionError } from './expression.js';
+import type { RuleMessage, RuleSinks } from './message.js';
+import { nodeKinds } from './node-registry.js';
+import type { CompileContext, NodeRun } from './node-kind.js';
+import { validateRuleDocument, where, type RuleDocument } from './rule-schema.js';
+
+export interface CompiledNode {
+  id: string;
+  type: string;
+  run: NodeRun;
+  /** Index of the node that follows, or -1 at the end of the chain. */
+  next: number;
+}
+
+export interface CompiledRule {
+  id: string;
+  document: RuleDocument;
+  enabled: boolean;
+  appliesTo(device: RuleMessage['device']): boolean;
+  nodes: CompiledNode[];
+}
+
+/**
+ * A rule document → a runnable chain: schema check, node ids, each node compiled by its kind
+ * (expressions parsed and checked once, here), routing resolved to indexes and checked for
+ * cycles. Every error names the rule, the node and the JSON path at fault.
+ */
+export function compileRule(input: unknown, sinks: RuleSinks, random: () => number = Math.random): CompiledRule {
+  const doc = validateRuleDocument(input);
+  const index = new Map<string, number>();
+  doc.nodes.forEach((n, i) => {
+    if (index.has(n.id)) throw invalidInput(`${where(doc, `/nodes/${i}/id`)}: node id "${n.id}" is used twice`);
+    index.set(n.id, i);
+  });
+  const edges: number[][] = doc.nodes.map(() => []);
+  const nodes = doc.nodes.map((spec, i): CompiledNode => {
+    const at = (field: string) => where(doc, `/nodes/${i}/${field.replace(/\[(\d+)\]/g, '/$1').replace(/\./g, '/')}`);
+    const ctx: CompileContext = {
+      ruleId: doc.id,
+      nodeId: spec.id,
+      sinks,
+      random,
+      expression(source, field) {
+        try {
+          return compileExpression(source);
+        } catch (err) {
+          if (err instanceof ExpressionError) throw invalidInput(`${at(field)}: ${err.message}`);
+          throw err;
+        }
+      },
+      indexOf(id, field) {
+        const target = index.get(id);
+        if (target === undefined) throw invalidInput(`${at(field)}: no node "${id}" in this rule`);
+        edges[i]!.push(target);
+        return target;
+      },
+      fail(field, message) {
+        throw invalidInput(`${at(field)}: ${message}`);
+      },
+    };
+    const kind = nodeKinds.get(spec.type);
+    if (!kind) throw invalidInput(`${at('type')}: unknown node kind "${spec.type}"`);
+    const run = kind.compile(spec, ctx);
+    // `next`: a node id, null to end the chain here; absent: the following node (a switch routes itself).
+    const next = typeof spec.next === 'string' ? ctx.indexOf(spec.next, 'next')
+      : spec.next === null || spec.type === 'switch' ? -1 : i + 1 < doc.nodes.length ? i + 1 : -1;
+    if (spec.next === undefined && next >= 0) edges[i]!.push(next);
+    return { id: spec.id, type: spec.type, run, next };
+  });
+  const cycle = findCycle(edges);
+  if (cycle) {
+    const names = cycle.map((i) => doc.nodes[i]!.id);
+    throw invalidInput(`${where(doc, `/nodes/${cycle[cycle.length - 2]}`)}: routing makes a cycle: ${names.join(' → ')}`);
+  }
+  return { id: doc.id, document: doc, enabled: doc.enabled !== false, appliesTo: deviceSelector(doc), nodes };
+}
+
+function deviceSelector(doc: RuleDocument): CompiledRule['appliesTo'] {
+  const sel = doc.devices;
+  if (!sel) return () => true;
+  const ids = sel.ids ? new Set(sel.ids) : undefined;
+  const types = sel.types ? new Set(sel.types) : undefined;
+  const attributes = sel.attributes ? Object.entries(sel.attributes) : [];
+  return (device) => (!ids || ids.has(device.id)) && (!types || types.has(device.type))
+    && attributes.every(([k, v]) => JSON.stringify(device.attributes[k]) === JSON.stringify(v));
+}
+
+/** A cycle in the node graph as a list of indexes that starts and ends at the same node. */
+function findCycle(edges: number[][]): number[] | undefined {
+  const state = new Array<number>(edges.length).fill(0); // 0 new, 1 on the path, 2 done
+  const path: number[] = [];
+  const visit = (n: number): number[] | undefined => {
+    state[n] = 1;
+    path.push(n);
+    for (const m of edges[n]!) {
+      if (state[m] === 1) return [...path.slice(path.indexOf(m)), m];
+      if (state[m] === 0) {
+        const found = visit(m);
+        if (found) return found;
+      }
+    }
+    path.pop();
+    state[n] = 2;
+    return undefined;
+  };
+  for (let n = 0; n < edges.length; n++) {
+    if (state[n] === 0) {
+      const found = visit(n);
+      if (found) return found;
+    }
+  }
+  return undefined;
+}
+
+export function isRuleError(err: unknown): err is SluiceError {
+  return err instanceof SluiceError && err.code === 'INVALID_INPUT';
+}

@@ -1,0 +1,27 @@
+import { parseDuration } from '../duration.js';
+import type { NodeKind } from '../node-kind.js';
+
+/**
+ * `{"type": "webhook", "url": "https://...", "headers": {...}, "retries": 5, "timeout": "5s"}`:
+ * POSTs `{"deviceId", "ts", "values", "metadata"}` as JSON, in the background, retried with
+ * exponential backoff; passes the message on at once.
+ */
+export const webhookNode: NodeKind = {
+  type: 'webhook',
+  compile(spec, ctx) {
+    const url = spec.url as string;
+    try {
+      new URL(url);
+    } catch {
+      ctx.fail('url', `"${url}" is not a valid URL`);
+    }
+    const headers = { 'content-type': 'application/json', ...(spec.headers as Record<string, string> | undefined) };
+    const retries = (spec.retries as number | undefined) ?? 5;
+    const timeoutMs = parseDuration((spec.timeout as string | undefined) ?? '5s');
+    return (message) => {
+      const body = JSON.stringify({ deviceId: message.deviceId, ts: message.ts, values: message.values, metadata: message.metadata });
+      ctx.sinks.webhook({ url, headers, body, retries, timeoutMs, rule: ctx.ruleId, node: ctx.nodeId });
+      return message;
+    };
+  },
+};

@@ -1,0 +1,57 @@
+import { startConsumer, type Consumer, type ConsumerOptions } from '../log/consumer.js';
+import type { Log, StoredRecord } from '../log/types.js';
+import type { Logger } from '../logger.js';
+import type { Device, DeviceRegistry } from '../storage/device-registry.js';
+import { messageKind, TELEMETRY_TOPIC } from '../telemetry/device-message.js';
+import { parseTelemetryPayload } from '../telemetry/payload.js';
+import type { RuleDevice, RuleMessage } from './message.js';
+import type { RuleEngine } from './rule-engine.js';
+
+export const RULES_GROUP = 'rules';
+
+export interface RulesConsumerOptions {
+  log: Log;
+  registry: DeviceRegistry;
+  engine: RuleEngine;
+  logger: Logger;
+  /** Called after each batch went through the rules (sinks flush their batch here). */
+  afterBatch?: () => void;
+  onOffsetReset?: ConsumerOptions['onOffsetReset'];
+}
+
+/**
+ * The `rules` consumer group: each telemetry entry of the log becomes one RuleMessage and runs
+ * through the rule engine, beside the storage group, so rules never slow ingestion down.
+ */
+export function startRulesConsumer(options: RulesConsumerOptions): Consumer {
+  const { log, registry, engine, logger, afterBatch, onOffsetReset } = options;
+  const devices = new WeakMap<Device, RuleDevice>();
+  const ruleDevice = (d: Device): RuleDevice => {
+    let r = devices.get(d);
+    if (!r) devices.set(d, (r = { id: d.id, name: d.name, type: d.type, attributes: d.attributes }));
+    return r;
+  };
+  return startConsumer({
+    log, logger, group: RULES_GROUP, topic: TELEMETRY_TOPIC, onOffsetReset,
+    handle(records) {
+      engine.process(toMessages(records, registry, ruleDevice));
+      afterBatch?.();
+    },
+  });
+}
+
+export function toMessages(records: readonly StoredRecord[], registry: DeviceRegistry, ruleDevice: (d: Device) => RuleDevice): RuleMessage[] {
+  const messages: RuleMessage[] = [];
+  for (const record of records) {
+    if (messageKind(record) !== 'telemetry') continue;
+    const device = registry.find(record.key);
+    if (!device) continue;
+    const parsed = parseTelemetryPayload(record.value, record.timestamp);
+    if (!parsed.ok) continue;
+    const d = ruleDevice(device);
+    for (const entry of parsed.entries) {
+      messages.push({ deviceId: device.id, ts: entry.ts, values: entry.values, metadata: {}, device: d, offset: record.offset, partition: record.partition });
+    }
+  }
+  return messages;
+}
