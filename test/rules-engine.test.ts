@@ -6,7 +6,7 @@ import type { RuleMessage, RuleSinks } from '../server/src/rules/message.js';
 import { RuleEngine } from '../server/src/rules/rule-engine.js';
 import { repoRoot } from './support/child-server.js';
 
-const device = { id: 'dev-1', name: 'room-1', type: 'room-sensor', attributes: { room: 'A', floor: 2 } };
+const device: RuleMessage['device'] = { id: 'dev-1', name: 'room-1', type: 'room-sensor', attributes: { room: 'A', floor: 2 } };
 const msg = (values: Record<string, number | string | boolean>, ts = 1_000, d = device): RuleMessage =>
   ({ deviceId: d.id, ts, values, metadata: {}, device: d, offset: 0, partition: 0 });
 
