@@ -19,6 +19,12 @@ describe('npm run demo (--demo)', () => {
         return Object.keys(values).length > 0 ? values : undefined;
       }, 20_000);
       expect(Object.keys(latest).length).toBeGreaterThan(0);
+      // The example rules in rules/ act on the simulated machines.
+      const stats = await waitFor('the machine-health rule to see messages', async () => {
+        const s = await api('/api/rules/machine-health/stats') as { nodes?: { id: string; in: number; errors: number }[] };
+        return (s.nodes?.[0]?.in ?? 0) > 0 ? s.nodes! : undefined;
+      }, 20_000);
+      expect(stats.every((n) => n.errors === 0)).toBe(true);
     } finally {
       server.child.kill('SIGTERM');
     }

@@ -110,6 +110,12 @@ export class RuleEngine {
     return [...this.byId.values()].map((s) => ({ rule: s.rule.id, nodes: s.stats }));
   }
 
+  /** Whether any enabled rule applies to the device: when none does, its messages need no parsing. */
+  wantsDevice(device: RuleMessage['device']): boolean {
+    for (const state of this.snapshot) if (state.rule.appliesTo(device)) return true;
+    return false;
+  }
+
   /** Runs each message through every enabled rule that applies to its device. */
   process(messages: readonly RuleMessage[]): void {
     const rules = this.snapshot;

@@ -34,21 +34,23 @@ export function startRulesConsumer(options: RulesConsumerOptions): Consumer {
   return startConsumer({
     log, logger, group: RULES_GROUP, topic: TELEMETRY_TOPIC, onOffsetReset,
     handle(records) {
-      engine.process(toMessages(records, registry, ruleDevice));
+      engine.process(toMessages(records, registry, ruleDevice, (d) => engine.wantsDevice(d)));
       afterBatch?.();
     },
   });
 }
 
-export function toMessages(records: readonly StoredRecord[], registry: DeviceRegistry, ruleDevice: (d: Device) => RuleDevice): RuleMessage[] {
+export function toMessages(records: readonly StoredRecord[], registry: DeviceRegistry, ruleDevice: (d: Device) => RuleDevice,
+  wanted: (d: RuleDevice) => boolean = () => true): RuleMessage[] {
   const messages: RuleMessage[] = [];
   for (const record of records) {
     if (messageKind(record) !== 'telemetry') continue;
     const device = registry.find(record.key);
     if (!device) continue;
+    const d = ruleDevice(device);
+    if (!wanted(d)) continue;
     const parsed = parseTelemetryPayload(record.value, record.timestamp);
     if (!parsed.ok) continue;
-    const d = ruleDevice(device);
     for (const entry of parsed.entries) {
       messages.push({ deviceId: device.id, ts: entry.ts, values: entry.values, metadata: {}, device: d, offset: record.offset, partition: record.partition });
     }
