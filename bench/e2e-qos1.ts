@@ -20,7 +20,7 @@ import { connectRaw, publishLoop, type RawPublisherStats } from './support/raw-m
 const { values } = parseArgs({
   options: {
     clients: { type: 'string', default: '50' }, seconds: { type: 'string', default: '10' }, inflight: { type: 'string', default: '20' },
-    fsync: { type: 'string', default: 'interval:50' }, client: { type: 'string', default: 'raw' },
+    fsync: { type: 'string', default: 'interval:50' }, client: { type: 'string', default: 'raw' }, 'rules-dir': { type: 'string' },
   },
 });
 const clients = Number(values.clients);
@@ -30,7 +30,7 @@ const TOPIC = 'v1/devices/me/telemetry';
 const payload = (i: number) => `{"temperature":${(20 + (i % 10) / 10).toFixed(1)},"humidity":${40 + (i % 7)},"seq":${i}}`;
 
 const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'sluice-bench-'));
-const server = await startChildSluice(dataDir, ['--log-level', 'warn', '--fsync', values.fsync], { ADMIN_TOKEN: 'bench-admin-token' });
+const server = await startChildSluice(dataDir, ['--log-level', 'warn', '--fsync', values.fsync, ...(values['rules-dir'] ? ['--rules-dir', values['rules-dir']] : [])], { ADMIN_TOKEN: 'bench-admin-token' });
 const base = `http://127.0.0.1:${server.ports.http}`;
 const auth = { authorization: 'Bearer bench-admin-token', 'content-type': 'application/json' };
 const tokens: string[] = [];

@@ -279,6 +279,21 @@ describe('FileLog on disk', () => {
     expect(await log.committed('slow', 't', 0)).toBe(60);
   });
 
+  it('lets an idle consumer skip to the end without reading, and read again once it has work', async () => {
+    const log = open(tempDir());
+    await log.ensureTopic('t', 1);
+    await appendEach(log, 5);
+    let idle = true;
+    const seen: number[] = [];
+    const consumer = startConsumer({ log, group: 'g', topic: 't', logger: silentLogger, idle: () => idle, handle: (r) => { seen.push(...r.map((x) => x.offset)); } });
+    await waitFor('the idle group to reach the end', async () => ((await log.committed('g', 't', 0)) === 5 ? true : undefined));
+    idle = false;
+    await log.append('t', record('k', 'new'));
+    await waitFor('the new record', () => (seen.length === 1 ? true : undefined));
+    await consumer.stop();
+    expect(seen).toEqual([5]);
+  });
+
   it('moves a consumer whose offset is past the end (a cut-off tail) back to the end', async () => {
     const log = open(tempDir());
     await log.ensureTopic('t', 1);

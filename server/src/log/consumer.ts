@@ -16,6 +16,11 @@ export interface ConsumerOptions {
    */
   onOffsetReset?: (partition: number, from: number, to: number) => void;
   retryDelayMs?: number;
+  /**
+   * While this says true the group has nothing to do (e.g. no rules): it moves its offsets to the
+   * end without reading, so it neither spends time on the log nor builds up a backlog.
+   */
+  idle?: () => boolean;
 }
 
 export interface Consumer {
@@ -69,6 +74,17 @@ export function startConsumer(options: ConsumerOptions): Consumer {
     positions[partition] = offset;
     if (++startedCount === partitions) started();
     while (!abort.signal.aborted) {
+      if (options.idle?.()) {
+        const { end } = await log.offsets(topic, partition);
+        if (end > offset) {
+          offset = end;
+          positions[partition] = offset;
+          log.commit(group, topic, partition, offset);
+          notifyProgress();
+        }
+        await log.waitFor(topic, partition, offset, abort.signal);
+        continue;
+      }
       let records: StoredRecord[];
       try {
         records = await log.read(topic, partition, offset, maxBytes);

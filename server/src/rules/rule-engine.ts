@@ -110,6 +110,10 @@ export class RuleEngine {
     return [...this.byId.values()].map((s) => ({ rule: s.rule.id, nodes: s.stats }));
   }
 
+  hasEnabledRules(): boolean {
+    return this.snapshot.length > 0;
+  }
+
   /** Whether any enabled rule applies to the device: when none does, its messages need no parsing. */
   wantsDevice(device: RuleMessage['device']): boolean {
     for (const state of this.snapshot) if (state.rule.appliesTo(device)) return true;

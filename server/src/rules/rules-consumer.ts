@@ -33,6 +33,7 @@ export function startRulesConsumer(options: RulesConsumerOptions): Consumer {
   };
   return startConsumer({
     log, logger, group: RULES_GROUP, topic: TELEMETRY_TOPIC, onOffsetReset,
+    idle: () => !engine.hasEnabledRules(),
     handle(records) {
       engine.process(toMessages(records, registry, ruleDevice, (d) => engine.wantsDevice(d)));
       afterBatch?.();
