@@ -60,8 +60,8 @@ describe('rules over the API, end to end', () => {
 
   it('refuses a rule whose id exists, invalid JSON and invalid rules, naming the rule, node and path', async () => {
     const dup = await server.api('POST', '/api/rules', saveDoubled('double', 3));
-    expect(dup.status).toBe(409);
-    expect(((await dup.json()) as { error: string }).error).toMatch(/rule "double" already exists/);
+    expect(dup.status).toBe(400);
+    expect(((await dup.json()) as { error: string }).error).toMatch(/^rule "double" \(id\): a rule with this id already exists/);
     const notJson = await server.api('POST', '/api/rules', '{"id": "x", "nodes": [', {});
     expect(notJson.status).toBe(400);
     expect(((await notJson.json()) as { error: string }).error).toMatch(/not valid JSON/);

@@ -80,7 +80,8 @@ export class RuleService {
 
   create(document: unknown): RuleView {
     const rule = this.compile(document);
-    if (this.engine.has(rule.id)) throw conflict(`rule "${rule.id}" already exists; PUT /api/rules/${rule.id} changes it`);
+    // 400, as the contract has it for POST /api/rules: the id in the document is at fault.
+    if (this.engine.has(rule.id)) throw invalidInput(`rule "${rule.id}" (id): a rule with this id already exists; PUT /api/rules/${rule.id} changes it`);
     return this.store(rule);
   }
 
