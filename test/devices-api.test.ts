@@ -99,7 +99,10 @@ describe('operator API: devices', () => {
     expect(metrics.headers.get('content-type')).toMatch(/text\/plain/);
     expect(await metrics.text()).toMatch(/sluice_process_cpu_seconds_total/);
     const log = await server.json<{ topics: { name: string; partitions: unknown[] }[] }>('GET', '/api/log');
-    expect(log.topics).toEqual([expect.objectContaining({ name: 'telemetry', partitions: expect.any(Array) })]);
+    expect(log.topics).toEqual([
+      expect.objectContaining({ name: 'telemetry', partitions: expect.any(Array) }),
+      expect.objectContaining({ name: 'windows', partitions: expect.any(Array) }),
+    ]);
     expect(log.topics[0]!.partitions).toHaveLength(4);
   });
 

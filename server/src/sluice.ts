@@ -14,7 +14,7 @@ import type { Logger } from './logger.js';
 import { createMetrics } from './metrics.js';
 import { startRealtime } from './realtime/socket-server.js';
 import { RULES_GROUP } from './rules/rules-consumer.js';
-import { createRulesRuntime } from './rules/rules-runtime.js';
+import { createRulesRuntime, WINDOWS_TOPIC } from './rules/rules-runtime.js';
 import { openDatabase } from './storage/database.js';
 import { DeviceRegistry } from './storage/device-registry.js';
 import { STORAGE_GROUP, startStorageConsumer } from './storage/storage-consumer.js';
@@ -48,6 +48,7 @@ export async function startSluice(config: Config, logger: Logger, clock: Clock =
   if (partitions !== config.partitions) {
     logger.warn({ topic: TELEMETRY_TOPIC, partitions, configured: config.partitions }, 'the topic keeps the partition count it was created with');
   }
+  await log.ensureTopic(WINDOWS_TOPIC, config.partitions);
   const db = openDatabase(config.dataDir);
   const registry = new DeviceRegistry(db, clock);
   const store = new TimeSeriesStore(db);
@@ -63,11 +64,12 @@ export async function startSluice(config: Config, logger: Logger, clock: Clock =
 
   let ready = false;
   const app = createHttpApp({
-    adminToken, registry, store, ingest, log, rejected, metrics, rules: rules.service, ruleEngine: rules.engine, logger: logger.child({ component: 'http' }), clock,
+    adminToken, registry, store, ingest, log, rejected, metrics, rules: rules.service, ruleEngine: rules.engine, windows: rules.windowStore, windowEngine: rules.windows, logger: logger.child({ component: 'http' }), clock,
     maxPayloadBytes: config.maxPayloadBytes, dashboardDir: defaultDashboardDir, isReady: () => ready,
   });
   const httpServer = http.createServer(app);
   const realtime = startRealtime(httpServer, adminToken, log, logger.child({ component: 'realtime' }));
+  rules.onWindowResult((r) => realtime.publishWindow(r));
 
   const storage = startStorageConsumer({
     log, dataDir: config.dataDir, logger: logger.child({ component: 'storage' }),

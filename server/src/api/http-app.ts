@@ -15,6 +15,9 @@ import { devicesRouter } from './devices-router.js';
 import { logRouter } from './log-router.js';
 import { rejectedRouter } from './rejected-router.js';
 import { rulesRouter } from './rules-router.js';
+import { windowsRouter } from './windows-router.js';
+import type { WindowEngine } from '../windows/window-engine.js';
+import type { WindowStore } from '../windows/window-store.js';
 import type { RuleEngine } from '../rules/rule-engine.js';
 import type { RuleService } from '../rules/rule-service.js';
 import { telemetryRouter } from './telemetry-router.js';
@@ -31,6 +34,8 @@ export interface HttpAppOptions {
   clock: Clock;
   rules: RuleService;
   ruleEngine: RuleEngine;
+  windows: WindowStore;
+  windowEngine: WindowEngine;
   maxPayloadBytes: number;
   dashboardDir: string;
   isReady: () => boolean;
@@ -60,6 +65,7 @@ export function createHttpApp(o: HttpAppOptions): express.Express {
   api.use('/log', logRouter(o.log));
   api.use('/rejected', rejectedRouter(o.rejected));
   api.use('/rules', rulesRouter(o.rules, o.ruleEngine));
+  api.use('/windows', windowsRouter(o.windows, o.windowEngine));
   app.use('/api', api);
   app.use('/api', (req, _res, next) => next(new SluiceError('NOT_FOUND', `no route ${req.method} /api${req.path}`)));
 

@@ -4,6 +4,7 @@ import { tokensEqual } from '../api/auth.js';
 import type { Log } from '../log/types.js';
 import type { Logger } from '../logger.js';
 import type { DeviceEntries } from '../storage/timeseries.js';
+import type { StoredWindowResult } from '../windows/window-store.js';
 
 export interface Stats {
   ts: number;
@@ -17,6 +18,8 @@ export interface RealtimeServer {
   /** Counts stored messages for `stats`, and pushes the values when given (clients are watching). */
   publishStored(messages: number, telemetry?: DeviceEntries[]): void;
   hasClients(): boolean;
+  /** A window result, as GET /api/windows gives it. */
+  publishWindow(result: StoredWindowResult): void;
   close(): Promise<void>;
 }
 
@@ -55,6 +58,9 @@ export function startRealtime(httpServer: http.Server, adminToken: string, log: 
       }
     },
     hasClients: () => io.engine.clientsCount > 0,
+    publishWindow(result) {
+      if (io.engine.clientsCount > 0) io.emit('window', result);
+    },
     async close() {
       clearInterval(statsTimer);
       // io.close() would also close the HTTP server, which the caller owns.

@@ -9,17 +9,28 @@ import { RuleEngine } from './rule-engine.js';
 import { RuleService } from './rule-service.js';
 import { startRulesConsumer } from './rules-consumer.js';
 import { WebhookSender } from './webhook-sender.js';
+import { WindowEngine } from '../windows/window-engine.js';
+import { WindowStore, type StoredWindowResult } from '../windows/window-store.js';
+
+/** The log topic window results are appended to. */
+export const WINDOWS_TOPIC = 'windows';
 
 export interface RulesRuntime {
   engine: RuleEngine;
   service: RuleService;
   webhooks: WebhookSender;
+  windows: WindowEngine;
+  windowStore: WindowStore;
+  /** Where else window results go once stored (the live push). */
+  onWindowResult(listener: (r: StoredWindowResult) => void): void;
   /** Starts the `rules` consumer group (after the broker is up, for republish). */
   start(publish: RuleSinks['republish']): void;
   /** Resolves once the rules have seen everything in the log now. */
   caughtUp(): Promise<void>;
   stop(): Promise<void>;
 }
+
+const WINDOW_TICK_MS = 1000;
 
 export interface RulesRuntimeOptions {
   db: Db;
@@ -37,21 +48,38 @@ export function createRulesRuntime(o: RulesRuntimeOptions): RulesRuntime {
   const webhooks = new WebhookSender(o.logger.child({ sink: 'webhook' }));
   let publish: RuleSinks['republish'] = () => {};
   let saved: StoredBatch = { telemetry: [], attributes: [] };
+  const windowStore = new WindowStore(o.db);
+  const windowListeners: ((r: StoredWindowResult) => void)[] = [];
+  const windows = new WindowEngine({
+    result(r) {
+      windowStore.save(r, Date.now());
+      const slash = r.rule.lastIndexOf('/');
+      const stored: StoredWindowResult = { rule: r.rule.slice(0, slash), node: r.rule.slice(slash + 1), group: r.group, start: r.start, end: r.end, values: r.values, final: r.final };
+      for (const l of windowListeners) l(stored);
+      // Other consumers (alarms, rules) read window results from the `windows` topic.
+      o.log.append(WINDOWS_TOPIC, { key: `${stored.rule}/${stored.group}`, value: Buffer.from(JSON.stringify({ ...stored, update: r.update })), timestamp: r.end })
+        .catch((err: unknown) => o.logger.error({ err }, 'could not append a window result to the windows topic'));
+    },
+    late() {},
+  });
+  const tick = setInterval(() => windows.tick(), WINDOW_TICK_MS);
+  tick.unref();
   const sinks: RuleSinks = {
     save(deviceId, ts, values) {
       saved.telemetry.push({ deviceId, entries: [{ ts, values }] });
     },
     republish: (topic, payload, qos, retain) => publish(topic, payload, qos, retain),
     webhook: (request) => webhooks.send(request),
-    // The window engine and alarms land with their issues; until then these sinks only count.
-    window: () => {},
+    window: (rule, node, compiled, message) => windows.handle(rule, node, compiled, message),
+    // Alarms land with their issue; until then this sink only counts.
     alarm: () => {},
     log: (level, fields, text) => o.logger[level](fields, text),
   };
   const service = new RuleService(o.db, o.rulesDir, engine, sinks, o.logger);
   let consumer: Consumer | undefined;
   return {
-    engine, service, webhooks,
+    engine, service, webhooks, windows, windowStore,
+    onWindowResult: (listener) => { windowListeners.push(listener); },
     start(publishFn) {
       publish = publishFn;
       consumer = startRulesConsumer({
@@ -66,6 +94,7 @@ export function createRulesRuntime(o: RulesRuntimeOptions): RulesRuntime {
     },
     caughtUp: async () => consumer?.caughtUp(),
     async stop() {
+      clearInterval(tick);
       await consumer?.stop();
       webhooks.close();
     },

@@ -72,6 +72,19 @@ export const migrations: string[] = [
      document TEXT NOT NULL,
      updated_at INTEGER NOT NULL
    );`,
+  // Window results, one row per (rule, window node, group, window start): re-emitting a result
+  // (an update, or a replay after a crash) replaces it.
+  `CREATE TABLE window_results (
+     rule TEXT NOT NULL,
+     node TEXT NOT NULL,
+     grp TEXT NOT NULL,
+     start INTEGER NOT NULL,
+     end INTEGER NOT NULL,
+     vals TEXT NOT NULL,
+     final INTEGER NOT NULL,
+     updated_at INTEGER NOT NULL,
+     PRIMARY KEY (rule, node, grp, start)
+   ) WITHOUT ROWID;`,
 ];
 
 export function openDatabase(dataDir: string): Db {

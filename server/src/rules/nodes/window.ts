@@ -1,12 +1,22 @@
+import { compileWindowNode, type WindowNodeSettings } from '../../windows/window-node-spec.js';
 import type { NodeKind } from '../node-kind.js';
 
-/** `{"type": "window", "window": {...}}`: hands the message to the window engine; passes it on. */
+/**
+ * `{"type": "window", "window": {"kind": "tumbling", "size": "1m", "fields": ["temperature"],
+ * "ops": ["avg", "max"]}}`: hands the message to the window engine (docs: rules/README.md); passes
+ * it on.
+ */
 export const windowNode: NodeKind = {
   type: 'window',
   compile(spec, ctx) {
-    const window = spec.window as Record<string, unknown>;
+    let compiled;
+    try {
+      compiled = compileWindowNode(ctx.ruleId, ctx.nodeId, spec.window as WindowNodeSettings);
+    } catch (err) {
+      return ctx.fail('window', (err as Error).message);
+    }
     return (message) => {
-      ctx.sinks.window(ctx.ruleId, ctx.nodeId, window, message);
+      ctx.sinks.window(ctx.ruleId, ctx.nodeId, compiled, message);
       return message;
     };
   },
