@@ -21,6 +21,8 @@ export interface ConsumerOptions {
    * end without reading, so it neither spends time on the log nor builds up a backlog.
    */
   idle?: () => boolean;
+  /** Where to start a partition instead of the group's committed offset (a checkpoint's offsets). */
+  startAt?: (partition: number) => number | undefined;
 }
 
 export interface Consumer {
@@ -53,6 +55,8 @@ export function startConsumer(options: ConsumerOptions): Consumer {
   };
 
   async function startOffset(partition: number): Promise<number> {
+    const fromCheckpoint = options.startAt?.(partition);
+    if (fromCheckpoint !== undefined) return fromCheckpoint;
     const committed = await log.committed(group, topic, partition);
     return committed ?? (await log.offsets(topic, partition)).start;
   }

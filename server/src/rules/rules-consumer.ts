@@ -14,9 +14,10 @@ export interface RulesConsumerOptions {
   registry: DeviceRegistry;
   engine: RuleEngine;
   logger: Logger;
-  /** Called after each batch went through the rules (sinks flush their batch here). */
-  afterBatch?: () => void;
+  /** Called after each batch went through the rules, with where the partition now stands (sinks flush here). */
+  afterBatch?: (partition: number, nextOffset: number) => void;
   onOffsetReset?: ConsumerOptions['onOffsetReset'];
+  startAt?: ConsumerOptions['startAt'];
 }
 
 /**
@@ -24,7 +25,7 @@ export interface RulesConsumerOptions {
  * through the rule engine, beside the storage group, so rules never slow ingestion down.
  */
 export function startRulesConsumer(options: RulesConsumerOptions): Consumer {
-  const { log, registry, engine, logger, afterBatch, onOffsetReset } = options;
+  const { log, registry, engine, logger, afterBatch, onOffsetReset, startAt } = options;
   const devices = new WeakMap<Device, RuleDevice>();
   const ruleDevice = (d: Device): RuleDevice => {
     let r = devices.get(d);
@@ -32,11 +33,12 @@ export function startRulesConsumer(options: RulesConsumerOptions): Consumer {
     return r;
   };
   return startConsumer({
-    log, logger, group: RULES_GROUP, topic: TELEMETRY_TOPIC, onOffsetReset,
+    log, logger, group: RULES_GROUP, topic: TELEMETRY_TOPIC, onOffsetReset, startAt,
     idle: () => !engine.hasEnabledRules(),
     handle(records) {
       engine.process(toMessages(records, registry, ruleDevice, (d) => engine.wantsDevice(d)));
-      afterBatch?.();
+      const last = records[records.length - 1]!;
+      afterBatch?.(last.partition, last.offset + 1);
     },
   });
 }

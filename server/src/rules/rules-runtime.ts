@@ -11,6 +11,7 @@ import { startRulesConsumer } from './rules-consumer.js';
 import { WebhookSender } from './webhook-sender.js';
 import { WindowEngine } from '../windows/window-engine.js';
 import { WindowStore, type StoredWindowResult } from '../windows/window-store.js';
+import { WindowCheckpoint } from '../windows/window-checkpoint.js';
 
 /** The log topic window results are appended to. */
 export const WINDOWS_TOPIC = 'windows';
@@ -62,7 +63,26 @@ export function createRulesRuntime(o: RulesRuntimeOptions): RulesRuntime {
     },
     late() {},
   });
-  const tick = setInterval(() => windows.tick(), WINDOW_TICK_MS);
+  // Exactly-once window results: resume from the last checkpoint of state and offsets.
+  const checkpoint = new WindowCheckpoint(o.db);
+  const restored = checkpoint.load();
+  if (restored) windows.restore(restored.state);
+  const processed: number[] = restored ? [...restored.offsets] : [];
+  let dirty = false;
+  const saveCheckpoint = () => {
+    if (!dirty) return;
+    dirty = false;
+    checkpoint.save({ offsets: processed, state: windows.snapshot() }, Date.now());
+  };
+  const tick = setInterval(() => {
+    windows.tick();
+    try {
+      saveCheckpoint();
+    } catch (err) {
+      dirty = true;
+      o.logger.error({ err }, 'could not save the window checkpoint; trying again');
+    }
+  }, WINDOW_TICK_MS);
   tick.unref();
   const sinks: RuleSinks = {
     save(deviceId, ts, values) {
@@ -84,7 +104,10 @@ export function createRulesRuntime(o: RulesRuntimeOptions): RulesRuntime {
       publish = publishFn;
       consumer = startRulesConsumer({
         log: o.log, registry: o.registry, engine, logger: o.logger, onOffsetReset: o.onOffsetReset,
-        afterBatch() {
+        startAt: (partition) => processed[partition],
+        afterBatch(partition, nextOffset) {
+          processed[partition] = nextOffset;
+          dirty = true;
           if (saved.telemetry.length === 0) return;
           const batch = saved;
           saved = { telemetry: [], attributes: [] };
@@ -96,6 +119,7 @@ export function createRulesRuntime(o: RulesRuntimeOptions): RulesRuntime {
     async stop() {
       clearInterval(tick);
       await consumer?.stop();
+      saveCheckpoint();
       webhooks.close();
     },
   };

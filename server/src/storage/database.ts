@@ -85,6 +85,14 @@ export const migrations: string[] = [
      updated_at INTEGER NOT NULL,
      PRIMARY KEY (rule, node, grp, start)
    ) WITHOUT ROWID;`,
+  // The window engine's state and the rules group's offsets, written together in one statement:
+  // a restart resumes from a consistent point (exactly-once window results).
+  `CREATE TABLE window_checkpoint (
+     id INTEGER PRIMARY KEY CHECK (id = 1),
+     offsets TEXT NOT NULL,
+     state TEXT NOT NULL,
+     saved_at INTEGER NOT NULL
+   );`,
 ];
 
 export function openDatabase(dataDir: string): Db {

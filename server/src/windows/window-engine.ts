@@ -1,5 +1,10 @@
 import type { RuleMessage } from '../rules/message.js';
-import { WindowOperator, type LateEvent, type WindowResult } from './window-operator.js';
+import { WindowOperator, type LateEvent, type OperatorSnapshot, type WindowResult } from './window-operator.js';
+
+export interface EngineSnapshot {
+  operators: [key: string, fingerprint: string, state: OperatorSnapshot][];
+  lateCount: number;
+}
 import type { CompiledWindowNode } from './window-node-spec.js';
 
 export interface WindowOutputs {
@@ -16,6 +21,8 @@ const MAX_LATE = 1000;
  */
 export class WindowEngine {
   private readonly operators = new Map<string, { fingerprint: string; operator: WindowOperator }>();
+  /** Restored state of operators not created yet: taken up when their node sees its first message. */
+  private readonly restored = new Map<string, { fingerprint: string; state: OperatorSnapshot }>();
   readonly lateEvents: LateEvent[] = [];
   lateCount = 0;
 
@@ -26,6 +33,9 @@ export class WindowEngine {
     let entry = this.operators.get(key);
     if (!entry || entry.fingerprint !== window.fingerprint) {
       entry = { fingerprint: window.fingerprint, operator: new WindowOperator(window.job, (r) => this.outputs.result(r), (e) => this.onLate(e)) };
+      const saved = this.restored.get(key);
+      if (saved && saved.fingerprint === window.fingerprint) entry.operator.restore(saved.state);
+      this.restored.delete(key);
       this.operators.set(key, entry);
     }
     entry.operator.process({ group: window.groupOf(message), ts: message.ts, partition: message.partition, values: message.values }, this.now());
@@ -39,6 +49,19 @@ export class WindowEngine {
   /** Drops the windows of rules that no longer exist. */
   retainRules(ruleIds: ReadonlySet<string>): void {
     for (const key of this.operators.keys()) if (!ruleIds.has(key.slice(0, key.lastIndexOf('/')))) this.operators.delete(key);
+  }
+
+  snapshot(): EngineSnapshot {
+    const operators: EngineSnapshot['operators'] = [...this.operators].map(([key, e]) => [key, e.fingerprint, e.operator.snapshot()]);
+    for (const [key, r] of this.restored) operators.push([key, r.fingerprint, r.state]);
+    return { operators, lateCount: this.lateCount };
+  }
+
+  restore(s: EngineSnapshot): void {
+    this.operators.clear();
+    this.restored.clear();
+    for (const [key, fingerprint, state] of s.operators) this.restored.set(key, { fingerprint, state });
+    this.lateCount = s.lateCount;
   }
 
   openWindows(): number {

@@ -61,7 +61,7 @@ export class WindowLimitError extends Error {
   override readonly name = 'WindowLimitError';
 }
 
-interface WindowState {
+export interface WindowState {
   start: number;
   end: number;
   stats: FieldStats[];
@@ -94,6 +94,26 @@ export class WindowOperator {
     private readonly late: (e: LateEvent) => void,
   ) {
     this.fields = spec.aggregates.map((a) => a.field);
+  }
+
+  snapshot(): OperatorSnapshot {
+    return {
+      groups: [...this.groups].map(([g, ws]) => [g, ws.map((w) => ({ ...w, stats: w.stats.map((st) => ({ ...st })) }))]),
+      partitions: [...this.partitionMax].map(([p, v]) => [p, { ...v }]),
+      watermark: this.currentWatermark,
+      open: this.open,
+      lastEarlyAt: this.lastEarlyAt,
+    };
+  }
+
+  restore(s: OperatorSnapshot): void {
+    this.groups.clear();
+    for (const [g, ws] of s.groups) this.groups.set(g, ws);
+    this.partitionMax.clear();
+    for (const [p, v] of s.partitions) this.partitionMax.set(p, v);
+    this.currentWatermark = s.watermark;
+    this.open = s.open;
+    this.lastEarlyAt = s.lastEarlyAt;
   }
 
   get watermark(): number {
@@ -251,6 +271,19 @@ export class WindowOperator {
     this.spec.aggregates.forEach((a, i) => { values[a.name] = result(w.stats[i]!, a.op); });
     this.emit({ rule: this.spec.rule, group, start: w.start, end: w.end, values, final, update, ...(final && w.replaces ? { replaces: w.replaces } : {}) });
   }
+}
+
+/** What an operator knows, as plain data: for checkpoints (see window-checkpoint.ts). */
+export interface OperatorSnapshot {
+  groups: [string, WindowState[]][];
+  partitions: [number, { maxTs: number; seenAt: number }][];
+  watermark: number;
+  open: number;
+  lastEarlyAt: number;
+}
+
+export function snapshotOperator(op: WindowOperator): OperatorSnapshot {
+  return op.snapshot();
 }
 
 function mod(a: number, b: number): number {
