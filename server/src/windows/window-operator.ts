@@ -1,4 +1,5 @@
 import { addValue, emptyStats, mergeStats, result, type AggregateOp, type FieldStats } from './aggregates.js';
+import { MinHeap } from './min-heap.js';
 
 export type WindowKind =
   | { kind: 'tumbling'; size: number }
@@ -62,6 +63,7 @@ export class WindowLimitError extends Error {
 }
 
 export interface WindowState {
+  group: string;
   start: number;
   end: number;
   stats: FieldStats[];
@@ -70,6 +72,8 @@ export interface WindowState {
   emitted?: boolean;
   /** Sessions: starts of emitted sessions this one absorbed. */
   replaces?: number[];
+  /** Merged into another session: its queue entries are to be skipped. */
+  dead?: boolean;
 }
 
 /**
@@ -82,6 +86,9 @@ export interface WindowState {
  */
 export class WindowOperator {
   private readonly groups = new Map<string, WindowState[]>();
+  /** Windows by end (when they fire) and by end + lateness (when their state goes). */
+  private readonly fireQueue = new MinHeap<WindowState>();
+  private readonly dropQueue = new MinHeap<WindowState>();
   private readonly partitionMax = new Map<number, { maxTs: number; seenAt: number }>();
   private open = 0;
   private currentWatermark = -Infinity;
@@ -108,7 +115,15 @@ export class WindowOperator {
 
   restore(s: OperatorSnapshot): void {
     this.groups.clear();
-    for (const [g, ws] of s.groups) this.groups.set(g, ws);
+    this.fireQueue.clear();
+    this.dropQueue.clear();
+    for (const [g, ws] of s.groups) {
+      this.groups.set(g, ws);
+      for (const w of ws) {
+        if (!w.fired) this.fireQueue.push(w.end, w);
+        if (this.spec.allowedLatenessMs > 0) this.dropQueue.push(w.end + this.spec.allowedLatenessMs, w);
+      }
+    }
     this.partitionMax.clear();
     for (const [p, v] of s.partitions) this.partitionMax.set(p, v);
     this.currentWatermark = s.watermark;
@@ -185,6 +200,23 @@ export class WindowOperator {
       return;
     }
     const sessions = this.groups.get(event.group) ?? [];
+    // The common case: the event extends the one open session it touches, in place.
+    let touching = -1;
+    let touches = 0;
+    for (let i = 0; i < sessions.length; i++) {
+      const s = sessions[i]!;
+      if (s.start < end && start < s.end) { touching = i; touches++; }
+    }
+    if (touches === 1 && !sessions[touching]!.fired) {
+      const s = sessions[touching]!;
+      if (start < s.start) s.start = start;
+      this.add(s, event);
+      if (end > s.end) {
+        s.end = end;
+        this.schedule(s); // the entries for the old end are skipped when they come up
+      }
+      return;
+    }
     const merged: WindowState[] = [];
     const kept: WindowState[] = [];
     for (const s of sessions) (s.start < end && start < s.end ? merged : kept).push(s);
@@ -200,14 +232,16 @@ export class WindowOperator {
     let wasFired = false;
     const replaces: number[] = [];
     for (const s of merged) {
+      s.dead = true;
       start = Math.min(start, s.start);
       end = Math.max(end, s.end);
       s.stats.forEach((st, i) => mergeStats(stats[i]!, st));
       if (s.fired || s.emitted) { wasFired = true; replaces.push(s.start, ...(s.replaces ?? [])); }
     }
     const absorbed = replaces.filter((s) => s !== start);
-    const session: WindowState = { start, end, stats, fired: false, emitted: wasFired, ...(absorbed.length > 0 ? { replaces: absorbed } : {}) };
+    const session: WindowState = { group: event.group, start, end, stats, fired: false, emitted: wasFired, ...(absorbed.length > 0 ? { replaces: absorbed } : {}) };
     this.add(session, event);
+    this.schedule(session);
     kept.push(session);
     kept.sort((a, b) => a.start - b.start);
     this.groups.set(event.group, kept);
@@ -224,7 +258,8 @@ export class WindowOperator {
     if (!windows) this.groups.set(group, (windows = []));
     for (const w of windows) if (w.start === start) return w;
     this.reserve();
-    const w: WindowState = { start, end, stats: this.spec.aggregates.map(() => emptyStats()), fired: false };
+    const w: WindowState = { group, start, end, stats: this.spec.aggregates.map(() => emptyStats()), fired: false };
+    this.schedule(w);
     // Kept in start order, so windows fire in the order they end.
     let i = windows.length;
     while (i > 0 && windows[i - 1]!.start > start) i--;
@@ -249,20 +284,36 @@ export class WindowOperator {
     }
   }
 
+  private schedule(w: WindowState): void {
+    this.fireQueue.push(w.end, w);
+    // Without lateness a window's state goes when it fires: no second queue entry needed.
+    if (this.spec.allowedLatenessMs > 0) this.dropQueue.push(w.end + this.spec.allowedLatenessMs, w);
+  }
+
+  private drop(w: WindowState): void {
+    w.dead = true;
+    this.open--;
+    const windows = this.groups.get(w.group);
+    if (!windows) return;
+    const i = windows.indexOf(w);
+    if (i >= 0) windows.splice(i, 1);
+    if (windows.length === 0) this.groups.delete(w.group);
+  }
+
+  /** Fires the windows the watermark has passed, in end order, and drops those past their lateness. */
   private fire(): void {
     const wm = this.currentWatermark;
-    for (const [group, windows] of this.groups) {
-      let keep = 0;
-      for (const w of windows) {
-        if (!w.fired && w.end <= wm) {
-          w.fired = true;
-          this.emitWindow(group, w, true, w.emitted === true);
-        }
-        if (w.end + this.spec.allowedLatenessMs <= wm) this.open--;
-        else windows[keep++] = w;
-      }
-      windows.length = keep;
-      if (keep === 0) this.groups.delete(group);
+    for (let k = this.fireQueue.peekKey(); k !== undefined && k <= wm; k = this.fireQueue.peekKey()) {
+      const w = this.fireQueue.pop()!;
+      if (w.dead || w.fired || k !== w.end) continue;
+      w.fired = true;
+      this.emitWindow(w.group, w, true, w.emitted === true);
+      if (this.spec.allowedLatenessMs === 0) this.drop(w);
+    }
+    for (let k = this.dropQueue.peekKey(); k !== undefined && k <= wm; k = this.dropQueue.peekKey()) {
+      const w = this.dropQueue.pop()!;
+      if (w.dead || k !== w.end + this.spec.allowedLatenessMs) continue;
+      this.drop(w);
     }
   }
 
