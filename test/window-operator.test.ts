@@ -131,6 +131,34 @@ describe('window operator', () => {
     expect(() => limited.send(1, 1, 'c')).toThrow(WindowLimitError);
   });
 
+  it('computes percentiles with a t-digest, also across merged sessions', () => {
+    const pct = [{ name: 'p50', op: 'p50', field: 'v' }, { name: 'p99', op: 'p99', field: 'v' }] as WindowJobSpec['aggregates'];
+    const { results, send } = operator({ aggregates: pct, window: { kind: 'tumbling', size: 1000 } });
+    for (let v = 1; v <= 100; v++) send(v, v);
+    send(2000, 0);
+    expect(results[0]!.values.p50).toBeCloseTo(50.5, 0);
+    expect(results[0]!.values.p99).toBeGreaterThanOrEqual(98);
+    const sessions = operator({ aggregates: pct, window: { kind: 'session', gap: 10 } });
+    for (let v = 1; v <= 50; v++) sessions.send(v * 3, v); // one session: gaps of 3
+    sessions.send(1000, 0);
+    expect(sessions.results[0]!.values.p50).toBeCloseTo(25.5, 0);
+  });
+
+  it('resumes from a snapshot (through JSON) with the same results as without one', () => {
+    const spec = { aggregates: [...ALL, { name: 'p50', op: 'p50', field: 'v' }] as WindowJobSpec['aggregates'], window: { kind: 'sliding', size: 20, slide: 10 } as const, allowedLatenessMs: 5 };
+    const events: [number, number][] = Array.from({ length: 60 }, (_, i) => [i * 3, (i * 37) % 11]);
+    const whole = operator(spec);
+    for (const [ts, v] of events) whole.send(ts, v);
+    const first = operator(spec);
+    for (const [ts, v] of events.slice(0, 30)) first.send(ts, v);
+    const saved = JSON.parse(JSON.stringify(first.op.snapshot(), (_k, x) => (typeof x === 'number' && !Number.isFinite(x) ? `~${x}` : x)),
+      (_k, x) => (typeof x === 'string' && x.startsWith('~') ? Number(x.slice(1)) : x));
+    const second = operator(spec);
+    second.op.restore(saved);
+    for (const [ts, v] of events.slice(30)) second.send(ts, v);
+    expect([...first.results, ...second.results]).toEqual(whole.results);
+  });
+
   it('gives the same final results for any arrival order within the out-of-orderness bound (property)', () => {
     const bound = 50;
     fc.assert(fc.property(

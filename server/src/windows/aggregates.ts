@@ -2,8 +2,17 @@
  * Mergeable accumulators for window aggregates. Each keeps what it needs to merge with another of
  * its kind, which session windows do when an event bridges two sessions.
  */
-export type AggregateOp = 'count' | 'sum' | 'min' | 'max' | 'avg' | 'first' | 'last' | 'stddev';
-export const aggregateOps: readonly AggregateOp[] = ['count', 'sum', 'min', 'max', 'avg', 'first', 'last', 'stddev'];
+import tdigest from 'tdigest';
+
+export type AggregateOp = 'count' | 'sum' | 'min' | 'max' | 'avg' | 'first' | 'last' | 'stddev' | 'p50' | 'p90' | 'p95' | 'p99';
+export const aggregateOps: readonly AggregateOp[] = ['count', 'sum', 'min', 'max', 'avg', 'first', 'last', 'stddev', 'p50', 'p90', 'p95', 'p99'];
+
+const quantiles: Partial<Record<AggregateOp, number>> = { p50: 0.5, p90: 0.9, p95: 0.95, p99: 0.99 };
+
+/** Percentiles come from a t-digest (the tdigest package): a small, mergeable sketch. */
+export const isPercentile = (op: AggregateOp) => op in quantiles;
+export type Digest = InstanceType<typeof tdigest.TDigest>;
+export const newDigest = (): Digest => new tdigest.TDigest();
 
 /** One field's running statistics: enough for every op above. */
 export interface FieldStats {
@@ -18,10 +27,14 @@ export interface FieldStats {
   first: number;
   lastTs: number;
   last: number;
+  /** Only for percentile aggregates. */
+  digest?: Digest;
 }
 
-export function emptyStats(): FieldStats {
-  return { n: 0, sum: 0, min: Infinity, max: -Infinity, mean: 0, m2: 0, firstTs: Infinity, first: NaN, lastTs: -Infinity, last: NaN };
+export function emptyStats(withDigest = false): FieldStats {
+  const s: FieldStats = { n: 0, sum: 0, min: Infinity, max: -Infinity, mean: 0, m2: 0, firstTs: Infinity, first: NaN, lastTs: -Infinity, last: NaN };
+  if (withDigest) s.digest = newDigest();
+  return s;
 }
 
 export function addValue(s: FieldStats, x: number, ts: number): void {
@@ -34,12 +47,14 @@ export function addValue(s: FieldStats, x: number, ts: number): void {
   s.m2 += d * (x - s.mean);
   takeFirst(s, ts, x);
   takeLast(s, ts, x);
+  s.digest?.push(x);
 }
 
 /** Merges b into a (Chan et al. for the variance). */
 export function mergeStats(a: FieldStats, b: FieldStats): void {
   if (b.n === 0) return;
-  if (a.n === 0) { Object.assign(a, b); return; }
+  if (b.digest) (a.digest ??= newDigest()).push_centroid(b.digest.toArray());
+  if (a.n === 0) { Object.assign(a, { ...b, digest: a.digest }); return; }
   const n = a.n + b.n;
   const d = b.mean - a.mean;
   a.m2 += b.m2 + (d * d * a.n * b.n) / n;
@@ -74,5 +89,6 @@ export function result(s: FieldStats, op: AggregateOp): number | null {
     case 'first': return s.first;
     case 'last': return s.last;
     case 'stddev': return s.n < 2 ? null : Math.sqrt(s.m2 / (s.n - 1));
+    default: return s.digest ? (s.digest.percentile(quantiles[op]!) as number) : null;
   }
 }

@@ -1,4 +1,4 @@
-import { addValue, emptyStats, mergeStats, result, type AggregateOp, type FieldStats } from './aggregates.js';
+import { addValue, emptyStats, isPercentile, mergeStats, newDigest, result, type AggregateOp, type FieldStats } from './aggregates.js';
 import { MinHeap } from './min-heap.js';
 
 export type WindowKind =
@@ -101,11 +101,20 @@ export class WindowOperator {
     private readonly late: (e: LateEvent) => void,
   ) {
     this.fields = spec.aggregates.map((a) => a.field);
+    this.digests = spec.aggregates.map((a) => isPercentile(a.op));
+  }
+
+  private readonly digests: boolean[];
+
+  private newStats(): FieldStats[] {
+    return this.digests.map((d) => emptyStats(d));
   }
 
   snapshot(): OperatorSnapshot {
     return {
-      groups: [...this.groups].map(([g, ws]) => [g, ws.map((w) => ({ ...w, stats: w.stats.map((st) => ({ ...st })) }))]),
+      groups: [...this.groups].map(([g, ws]) => [g, ws.map((w) => ({
+        ...w, stats: w.stats.map((st) => (st.digest ? { ...st, digest: st.digest.toArray() as never } : { ...st })),
+      }))]),
       partitions: [...this.partitionMax].map(([p, v]) => [p, { ...v }]),
       watermark: this.currentWatermark,
       open: this.open,
@@ -118,6 +127,14 @@ export class WindowOperator {
     this.fireQueue.clear();
     this.dropQueue.clear();
     for (const [g, ws] of s.groups) {
+      for (const w of ws) {
+        for (const st of w.stats) {
+          if (!st.digest) continue;
+          const digest = newDigest();
+          digest.push_centroid(st.digest as unknown as { mean: number; n: number }[]);
+          st.digest = digest;
+        }
+      }
       this.groups.set(g, ws);
       for (const w of ws) {
         if (!w.fired) this.fireQueue.push(w.end, w);
@@ -228,7 +245,7 @@ export class WindowOperator {
       this.open += merged.length;
       throw err;
     }
-    const stats = this.spec.aggregates.map(() => emptyStats());
+    const stats = this.newStats();
     let wasFired = false;
     const replaces: number[] = [];
     for (const s of merged) {
@@ -258,7 +275,7 @@ export class WindowOperator {
     if (!windows) this.groups.set(group, (windows = []));
     for (const w of windows) if (w.start === start) return w;
     this.reserve();
-    const w: WindowState = { group, start, end, stats: this.spec.aggregates.map(() => emptyStats()), fired: false };
+    const w: WindowState = { group, start, end, stats: this.newStats(), fired: false };
     this.schedule(w);
     // Kept in start order, so windows fire in the order they end.
     let i = windows.length;
