@@ -183,8 +183,12 @@ export class RuleEngine {
     ring.push(record);
   }
 
+  /** Called after every change of the rule set (the window engine drops windows of removed rules). */
+  onChange: (() => void) | undefined;
+
   private publish(): void {
     this.snapshot = [...this.byId.values()].filter((s) => s.rule.enabled);
+    this.onChange?.();
   }
 }
 

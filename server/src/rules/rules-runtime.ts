@@ -74,6 +74,7 @@ export function createRulesRuntime(o: RulesRuntimeOptions): RulesRuntime {
     dirty = false;
     checkpoint.save({ offsets: processed, state: windows.snapshot() }, Date.now());
   };
+  engine.onChange = () => windows.retainRules(new Set(engine.rules().map((r) => r.id)));
   const tick = setInterval(() => {
     windows.tick();
     try {
