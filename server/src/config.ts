@@ -25,6 +25,8 @@ export interface Config {
   logSegmentBytes: number;
   logLevel: string;
   prettyLogs: boolean;
+  /** Backoff of alarm webhook retries (not a flag: tests shorten it). */
+  alarmRetry: { firstMs: number; maxMs: number };
   demo: boolean;
 }
 
@@ -154,6 +156,7 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv, isTty = false
       logLevel: v['log-level'],
       prettyLogs: format === 'pretty' || (format === 'auto' && isTty),
       demo: parsed.values.demo === true,
+      alarmRetry: { firstMs: 500, maxMs: 30_000 },
     },
   };
 }
@@ -164,6 +167,6 @@ export function testConfig(overrides: Partial<Config> & { dataDir: string }): Co
     mqttPort: 0, httpPort: 0, host: '127.0.0.1', adminToken: 'test-admin-token', partitions: 4,
     // No rules unless a test brings its own: the examples in rules/ would act on every test's data.
     rulesDir: path.join(overrides.dataDir, 'rules'), maxPayloadBytes: 65536, fsync: { mode: 'interval', intervalMs: 50 },
-    logRetentionMs: 7 * 86_400_000, logRetentionBytes: null, logSegmentBytes: 64 * 1024 ** 2, logLevel: 'silent', prettyLogs: false, demo: false, ...overrides,
+    logRetentionMs: 7 * 86_400_000, logRetentionBytes: null, logSegmentBytes: 64 * 1024 ** 2, logLevel: 'silent', prettyLogs: false, demo: false, alarmRetry: { firstMs: 200, maxMs: 1000 }, ...overrides,
   };
 }

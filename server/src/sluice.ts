@@ -15,6 +15,7 @@ import { createMetrics } from './metrics.js';
 import { startRealtime } from './realtime/socket-server.js';
 import { RULES_GROUP } from './rules/rules-consumer.js';
 import { createRulesRuntime, WINDOWS_TOPIC } from './rules/rules-runtime.js';
+import { publicAlarm } from './alarms/alarm-service.js';
 import { openDatabase } from './storage/database.js';
 import { DeviceRegistry } from './storage/device-registry.js';
 import { STORAGE_GROUP, startStorageConsumer } from './storage/storage-consumer.js';
@@ -54,7 +55,7 @@ export async function startSluice(config: Config, logger: Logger, clock: Clock =
   const store = new TimeSeriesStore(db);
   const metrics = createMetrics(log, log.stats);
   const rules = createRulesRuntime({
-    db, rulesDir: config.rulesDir, log, registry, store, logger: logger.child({ component: 'rules' }),
+    db, rulesDir: config.rulesDir, log, registry, store, logger: logger.child({ component: 'rules' }), alarmRetry: config.alarmRetry,
     onOffsetReset: (partition) => metrics.consumerOffsetResets.inc({ group: RULES_GROUP, topic: TELEMETRY_TOPIC, partition }),
   });
   rules.service.loadAll();
@@ -64,12 +65,13 @@ export async function startSluice(config: Config, logger: Logger, clock: Clock =
 
   let ready = false;
   const app = createHttpApp({
-    adminToken, registry, store, ingest, log, rejected, metrics, rules: rules.service, ruleEngine: rules.engine, windows: rules.windowStore, windowEngine: rules.windows, logger: logger.child({ component: 'http' }), clock,
+    adminToken, registry, store, ingest, log, rejected, metrics, rules: rules.service, ruleEngine: rules.engine, windows: rules.windowStore, windowEngine: rules.windows, alarms: rules.alarms, logger: logger.child({ component: 'http' }), clock,
     maxPayloadBytes: config.maxPayloadBytes, dashboardDir: defaultDashboardDir, isReady: () => ready,
   });
   const httpServer = http.createServer(app);
   const realtime = startRealtime(httpServer, adminToken, log, logger.child({ component: 'realtime' }));
   rules.onWindowResult((r) => realtime.publishWindow(r));
+  rules.onAlarm((alarm) => realtime.publishAlarm(publicAlarm(alarm)));
 
   const storage = startStorageConsumer({
     log, dataDir: config.dataDir, logger: logger.child({ component: 'storage' }),

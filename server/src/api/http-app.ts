@@ -16,6 +16,8 @@ import { logRouter } from './log-router.js';
 import { rejectedRouter } from './rejected-router.js';
 import { rulesRouter } from './rules-router.js';
 import { windowsRouter } from './windows-router.js';
+import { alarmsRouter } from './alarms-router.js';
+import type { AlarmService } from '../alarms/alarm-service.js';
 import type { WindowEngine } from '../windows/window-engine.js';
 import type { WindowStore } from '../windows/window-store.js';
 import type { RuleEngine } from '../rules/rule-engine.js';
@@ -36,6 +38,7 @@ export interface HttpAppOptions {
   ruleEngine: RuleEngine;
   windows: WindowStore;
   windowEngine: WindowEngine;
+  alarms: AlarmService;
   maxPayloadBytes: number;
   dashboardDir: string;
   isReady: () => boolean;
@@ -66,6 +69,7 @@ export function createHttpApp(o: HttpAppOptions): express.Express {
   api.use('/rejected', rejectedRouter(o.rejected));
   api.use('/rules', rulesRouter(o.rules, o.ruleEngine));
   api.use('/windows', windowsRouter(o.windows, o.windowEngine));
+  api.use('/alarms', alarmsRouter(o.alarms));
   app.use('/api', api);
   app.use('/api', (req, _res, next) => next(new SluiceError('NOT_FOUND', `no route ${req.method} /api${req.path}`)));
 

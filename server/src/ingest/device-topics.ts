@@ -20,8 +20,12 @@ const subscribableTopics = new Set([
 /** Where rules republish (`republish` nodes): any connected client may subscribe below it. */
 export const RULE_OUTPUT_PREFIX = 'rules/';
 
+/** Where alarm notifications go: `sluice/alarms/<alarm type>`. */
+export const ALARM_TOPIC_PREFIX = 'sluice/alarms/';
+
 export function deviceMaySubscribe(topic: string): boolean {
-  return subscribableTopics.has(topic) || (topic.startsWith(RULE_OUTPUT_PREFIX) && topic.length > RULE_OUTPUT_PREFIX.length);
+  return subscribableTopics.has(topic)
+    || [RULE_OUTPUT_PREFIX, ALARM_TOPIC_PREFIX].some((prefix) => topic.startsWith(prefix) && topic.length > prefix.length);
 }
 
 export const publishTopicList = Object.keys(publishTopics);

@@ -20,6 +20,8 @@ export interface RealtimeServer {
   hasClients(): boolean;
   /** A window result, as GET /api/windows gives it. */
   publishWindow(result: StoredWindowResult): void;
+  /** An alarm after a change. */
+  publishAlarm(alarm: object): void;
   close(): Promise<void>;
 }
 
@@ -60,6 +62,9 @@ export function startRealtime(httpServer: http.Server, adminToken: string, log: 
     hasClients: () => io.engine.clientsCount > 0,
     publishWindow(result) {
       if (io.engine.clientsCount > 0) io.emit('window', result);
+    },
+    publishAlarm(alarm) {
+      if (io.engine.clientsCount > 0) io.emit('alarm', alarm);
     },
     async close() {
       clearInterval(statsTimer);

@@ -1,5 +1,6 @@
 import type { TelemetryValue } from '../telemetry/payload.js';
 import type { CompiledWindowNode } from '../windows/window-node-spec.js';
+import type { CompiledAlarmNode } from '../alarms/alarm-node-spec.js';
 
 /** What a rule node sees: one telemetry entry of one device. Nodes never change it in place. */
 export interface RuleMessage {
@@ -27,6 +28,6 @@ export interface RuleSinks {
   republish(topic: string, payload: string, qos: 0 | 1, retain: boolean): void;
   webhook(request: { url: string; headers: Record<string, string>; body: string; retries: number; timeoutMs: number; rule: string; node: string }): void;
   window(rule: string, node: string, window: CompiledWindowNode, message: RuleMessage): void;
-  alarm(rule: string, node: string, spec: Record<string, unknown>, message: RuleMessage): void;
+  alarm(rule: string, node: string, alarm: CompiledAlarmNode, message: RuleMessage): void;
   log(level: 'debug' | 'info' | 'warn', fields: Record<string, unknown>, text: string): void;
 }

@@ -12,11 +12,18 @@ import { WebhookSender } from './webhook-sender.js';
 import { WindowEngine } from '../windows/window-engine.js';
 import { WindowStore, type StoredWindowResult } from '../windows/window-store.js';
 import { WindowCheckpoint } from '../windows/window-checkpoint.js';
+import { AlarmOutbox } from '../alarms/alarm-outbox.js';
+import { AlarmService, publicAlarm } from '../alarms/alarm-service.js';
+import type { Alarm, AlarmChange } from '../alarms/alarm-store.js';
+import { ALARM_TOPIC_PREFIX } from '../ingest/device-topics.js';
 
 /** The log topic window results are appended to. */
 export const WINDOWS_TOPIC = 'windows';
 
 export interface RulesRuntime {
+  alarms: AlarmService;
+  /** After every alarm change (the live push). */
+  onAlarm(listener: (alarm: Alarm, change: AlarmChange) => void): void;
   engine: RuleEngine;
   service: RuleService;
   webhooks: WebhookSender;
@@ -41,6 +48,8 @@ export interface RulesRuntimeOptions {
   store: TimeSeriesStore;
   logger: Logger;
   onOffsetReset?: (partition: number) => void;
+  /** Backoff of alarm webhooks: first retry after firstMs, then doubling up to maxMs. */
+  alarmRetry?: { firstMs: number; maxMs: number };
 }
 
 /** The rule engine with its rules, its sinks and its consumer group, wired together. */
@@ -48,6 +57,12 @@ export function createRulesRuntime(o: RulesRuntimeOptions): RulesRuntime {
   const engine = new RuleEngine();
   const webhooks = new WebhookSender(o.logger.child({ sink: 'webhook' }));
   let publish: RuleSinks['republish'] = () => {};
+  const alarmListeners: ((alarm: Alarm, change: AlarmChange) => void)[] = [];
+  const outbox = new AlarmOutbox(o.db, o.logger.child({ component: 'alarm-outbox' }), o.alarmRetry);
+  const alarms = new AlarmService(o.db, outbox, {
+    changed: (alarm, change) => { for (const l of alarmListeners) l(alarm, change); },
+    notify: (alarm, change) => publish(`${ALARM_TOPIC_PREFIX}${alarm.type}`, JSON.stringify({ change, alarm: publicAlarm(alarm) }), 1, false),
+  }, o.logger.child({ component: 'alarms' }));
   let saved: StoredBatch = { telemetry: [], attributes: [] };
   const windowStore = new WindowStore(o.db);
   const windowListeners: ((r: StoredWindowResult) => void)[] = [];
@@ -92,17 +107,18 @@ export function createRulesRuntime(o: RulesRuntimeOptions): RulesRuntime {
     republish: (topic, payload, qos, retain) => publish(topic, payload, qos, retain),
     webhook: (request) => webhooks.send(request),
     window: (rule, node, compiled, message) => windows.handle(rule, node, compiled, message),
-    // Alarms land with their issue; until then this sink only counts.
-    alarm: () => {},
+    alarm: (rule, node, compiled, message) => alarms.evaluate(rule, node, compiled, message),
     log: (level, fields, text) => o.logger[level](fields, text),
   };
   const service = new RuleService(o.db, o.rulesDir, engine, sinks, o.logger);
   let consumer: Consumer | undefined;
   return {
-    engine, service, webhooks, windows, windowStore,
+    engine, service, webhooks, windows, windowStore, alarms,
+    onAlarm: (listener) => { alarmListeners.push(listener); },
     onWindowResult: (listener) => { windowListeners.push(listener); },
     start(publishFn) {
       publish = publishFn;
+      outbox.start();
       consumer = startRulesConsumer({
         log: o.log, registry: o.registry, engine, logger: o.logger, onOffsetReset: o.onOffsetReset,
         startAt: (partition) => processed[partition],
@@ -119,6 +135,7 @@ export function createRulesRuntime(o: RulesRuntimeOptions): RulesRuntime {
     caughtUp: async () => consumer?.caughtUp(),
     async stop() {
       clearInterval(tick);
+      outbox.stop();
       await consumer?.stop();
       saveCheckpoint();
       webhooks.close();

@@ -93,6 +93,42 @@ export const migrations: string[] = [
      state TEXT NOT NULL,
      saved_at INTEGER NOT NULL
    );`,
+  // Alarms: at most one not yet cleared per (originator, type), enforced by the unique index.
+  // Condition counters (duration, repeat) and the notification outbox live beside them.
+  `CREATE TABLE alarms (
+     id TEXT PRIMARY KEY,
+     type TEXT NOT NULL,
+     originator TEXT NOT NULL,
+     rule TEXT NOT NULL,
+     severity TEXT NOT NULL,
+     status TEXT NOT NULL,
+     cleared INTEGER NOT NULL DEFAULT 0,
+     start_ts INTEGER NOT NULL,
+     last_ts INTEGER NOT NULL,
+     ack_ts INTEGER,
+     clear_ts INTEGER,
+     count INTEGER NOT NULL,
+     details TEXT NOT NULL,
+     webhook TEXT
+   );
+   CREATE UNIQUE INDEX alarms_one_open ON alarms (originator, type) WHERE cleared = 0;
+   CREATE INDEX alarms_by_start ON alarms (start_ts);
+   CREATE TABLE alarm_conditions (
+     key TEXT PRIMARY KEY,
+     since INTEGER NOT NULL,
+     times INTEGER NOT NULL
+   ) WITHOUT ROWID;
+   CREATE TABLE alarm_outbox (
+     id TEXT PRIMARY KEY,
+     alarm_id TEXT NOT NULL,
+     url TEXT NOT NULL,
+     payload TEXT NOT NULL,
+     attempts INTEGER NOT NULL DEFAULT 0,
+     next_at INTEGER NOT NULL,
+     delivered_at INTEGER,
+     last_error TEXT
+   );
+   CREATE INDEX alarm_outbox_due ON alarm_outbox (next_at) WHERE delivered_at IS NULL;`,
 ];
 
 export function openDatabase(dataDir: string): Db {

@@ -1,10 +1,15 @@
+import { compileAlarmNode, type AlarmNodeSettings } from '../../alarms/alarm-node-spec.js';
 import type { NodeKind } from '../node-kind.js';
 
-/** `{"type": "alarm", "alarm": {...}}`: hands the message to the alarm engine; passes it on. */
+/**
+ * `{"type": "alarm", "alarm": {"type": "High temperature", "severity": "MAJOR",
+ * "create": "values.temperature > 30", "clear": "values.temperature < 28", "for": "1m"}}`: raises,
+ * updates and clears alarms (rules/README.md, Alarms); passes the message on.
+ */
 export const alarmNode: NodeKind = {
   type: 'alarm',
   compile(spec, ctx) {
-    const alarm = spec.alarm as Record<string, unknown>;
+    const alarm = compileAlarmNode(spec.alarm as AlarmNodeSettings, (source, field) => ctx.expression(source, field));
     return (message) => {
       ctx.sinks.alarm(ctx.ruleId, ctx.nodeId, alarm, message);
       return message;

@@ -1,0 +1,151 @@
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { io as connectSocket } from 'socket.io-client';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { TestServer, tempDir, waitFor, type CreatedDevice } from './support/test-server.js';
+
+type Alarm = { id: string; type: string; originator: string; severity: string; status: string; count: number; startTs: number; lastTs: number; ackTs: number | null; clearTs: number | null; details: { values: Record<string, number> } };
+
+const alarmRule = (id: string, alarm: Record<string, unknown>, types = ['thermo']) => ({ id, devices: { types }, nodes: [{ id: 'a', type: 'alarm', alarm }] });
+
+async function post(server: TestServer, device: CreatedDevice, points: [number, number][]): Promise<void> {
+  for (const [ts, t] of points) {
+    const res = await fetch(`${server.baseUrl}/api/v1/${device.token}/telemetry`, { method: 'POST', body: JSON.stringify({ ts, values: { t } }) });
+    expect(res.status).toBe(200);
+  }
+  await server.sluice.rulesCaughtUp();
+}
+
+describe('alarms', () => {
+  let server: TestServer;
+  beforeAll(async () => { server = await TestServer.start(); });
+  afterAll(async () => { await server.stop(); });
+
+  it('raises one alarm for a flapping signal (hysteresis), updates it, clears it, and tells socket.io and MQTT', async () => {
+    const device = await server.createDevice('flappy', { type: 'thermo' });
+    await server.json('POST', '/api/rules', alarmRule('hot', { type: 'Hot', severity: 'MAJOR', create: 'values.t > 30', clear: 'values.t < 28', escalate: [{ if: 'values.t > 40', severity: 'CRITICAL' }] }));
+    const socket = connectSocket(server.baseUrl, { auth: { token: server.sluice.adminToken }, transports: ['websocket'] });
+    const pushed: Alarm[] = [];
+    socket.on('alarm', (a: Alarm) => pushed.push(a));
+    await new Promise<void>((resolve) => socket.on('connect', () => resolve()));
+    const listener = await server.connectDevice(device.token);
+    const published: { change: string }[] = [];
+    listener.on('message', (_t, payload) => published.push(JSON.parse(payload.toString()) as { change: string }));
+    await listener.subscribeAsync('sluice/alarms/#', { qos: 1 });
+    try {
+      await post(server, device, [[1000, 31], [2000, 29], [3000, 31.5], [4000, 29.5], [5000, 42], [6000, 28.5]]);
+      let alarms = await server.json<Alarm[]>('GET', `/api/alarms?device=${device.id}`);
+      expect(alarms).toHaveLength(1);
+      expect(alarms[0]).toMatchObject({ type: 'Hot', status: 'ACTIVE_UNACK', severity: 'CRITICAL', count: 3, startTs: 1000, lastTs: 5000, details: { values: { t: 42 } } });
+      await post(server, device, [[7000, 27]]);
+      alarms = await server.json<Alarm[]>('GET', `/api/alarms?device=${device.id}`);
+      expect(alarms.map((a) => [a.status, a.clearTs])).toEqual([['CLEARED_UNACK', 7000]]);
+      await post(server, device, [[8000, 35]]);
+      alarms = await server.json<Alarm[]>('GET', `/api/alarms?device=${device.id}`);
+      expect(alarms.map((a) => a.status)).toEqual(['ACTIVE_UNACK', 'CLEARED_UNACK']);
+      await waitFor('the notifications', () => (published.length >= 4 && pushed.length >= 5 ? true : undefined));
+      expect(published.map((p) => p.change)).toEqual(['created', 'escalated', 'cleared', 'created']);
+      expect(pushed.map((a) => [a.status, a.severity, a.count])).toEqual([
+        ['ACTIVE_UNACK', 'MAJOR', 1], ['ACTIVE_UNACK', 'MAJOR', 2], ['ACTIVE_UNACK', 'CRITICAL', 3], ['CLEARED_UNACK', 'CRITICAL', 3], ['ACTIVE_UNACK', 'MAJOR', 1],
+      ]);
+    } finally {
+      socket.close();
+      listener.end(true);
+      await server.api('DELETE', '/api/rules/hot');
+    }
+  });
+
+  it('keeps one open alarm per device and type under concurrent triggers', async () => {
+    const device = await server.createDevice('busy', { type: 'thermo2' });
+    await server.json('POST', '/api/rules', alarmRule('dup-1', { type: 'Dup', severity: 'MINOR', create: 'values.t > 0' }, ['thermo2']));
+    await server.json('POST', '/api/rules', alarmRule('dup-2', { type: 'Dup', severity: 'WARNING', create: 'values.t > 0' }, ['thermo2']));
+    await Promise.all(Array.from({ length: 20 }, (_, i) => fetch(`${server.baseUrl}/api/v1/${device.token}/telemetry`, { method: 'POST', body: JSON.stringify({ ts: 1000 + i, values: { t: 1 } }) })));
+    await server.sluice.rulesCaughtUp();
+    const alarms = await server.json<Alarm[]>('GET', `/api/alarms?device=${device.id}`);
+    expect(alarms).toHaveLength(1);
+    expect(alarms[0]).toMatchObject({ type: 'Dup', count: 40, severity: 'MINOR', status: 'ACTIVE_UNACK' });
+  });
+
+  it('acknowledges and clears over REST; refuses unknown, twice-acknowledged and twice-cleared alarms', async () => {
+    const device = await server.createDevice('acked', { type: 'thermo3' });
+    await server.json('POST', '/api/rules', alarmRule('ack-me', { type: 'AckMe', severity: 'WARNING', create: 'values.t > 0' }, ['thermo3']));
+    await post(server, device, [[1000, 1]]);
+    const [alarm] = await server.json<Alarm[]>('GET', `/api/alarms?device=${device.id}&status=ACTIVE_UNACK`);
+    const acked = await server.json<Alarm>('POST', `/api/alarms/${alarm!.id}/ack`);
+    expect(acked).toMatchObject({ status: 'ACTIVE_ACK', ackTs: expect.any(Number) });
+    const again = await server.api('POST', `/api/alarms/${alarm!.id}/ack`);
+    expect(again.status).toBe(409);
+    expect(((await again.json()) as { error: string }).error).toMatch(/already acknowledged/);
+    expect(await server.json<Alarm>('POST', `/api/alarms/${alarm!.id}/clear`)).toMatchObject({ status: 'CLEARED_ACK' });
+    const clearedTwice = await server.api('POST', `/api/alarms/${alarm!.id}/clear`);
+    expect(clearedTwice.status).toBe(409);
+    expect(((await clearedTwice.json()) as { error: string }).error).toMatch(/already cleared/);
+    const unknown = await server.api('POST', '/api/alarms/no-such-alarm/ack');
+    expect(unknown.status).toBe(404);
+    expect((await server.api('GET', '/api/alarms?status=BROKEN')).status).toBe(400);
+    expect((await server.api('GET', '/api/alarms?severity=HUGE')).status).toBe(400);
+  });
+
+  it('refuses an alarm node without its required settings, naming the node and field', async () => {
+    const res = await server.api('POST', '/api/rules', alarmRule('bad-alarm', { type: 'X', create: 'values.t > 1' }));
+    expect(res.status).toBe(400);
+    expect(((await res.json()) as { error: string }).error).toMatch(/^rule "bad-alarm", node "a" \(nodes\[0\]\.alarm\): missing required field "severity"/);
+    const badExpr = await server.api('POST', '/api/rules', alarmRule('bad-alarm', { type: 'X', severity: 'MAJOR', create: 'values.t >' }));
+    expect(((await badExpr.json()) as { error: string }).error).toMatch(/\(nodes\[0\]\.alarm\.create\)/);
+  });
+});
+
+describe('alarm conditions and notifications across restarts and outages', () => {
+  it('remembers a duration condition that was counting across a restart', async () => {
+    const dataDir = tempDir();
+    const first = await TestServer.start({ dataDir });
+    const device = await first.createDevice('slow-heat', { type: 'thermo' });
+    await first.json('POST', '/api/rules', alarmRule('held', { type: 'Held', severity: 'MAJOR', create: 'values.t > 30', for: '60s' }));
+    await post(first, device, [[0, 31], [30_000, 32]]);
+    expect(await first.json<Alarm[]>('GET', '/api/alarms')).toEqual([]);
+    await first.stop();
+    const second = await TestServer.start({ dataDir });
+    try {
+      await post(second, device, [[61_000, 33]]);
+      const alarms = await second.json<Alarm[]>('GET', '/api/alarms');
+      expect(alarms).toHaveLength(1);
+      expect(alarms[0]).toMatchObject({ type: 'Held', startTs: 61_000 });
+    } finally {
+      await second.stop();
+    }
+  });
+
+  it('delivers every webhook notification after the endpoint refused for 10 s', async () => {
+    const received: { id: string; change: string }[] = [];
+    let acceptFrom = Infinity;
+    let refusals = 0;
+    const hook = http.createServer((req, res) => {
+      let body = '';
+      req.on('data', (d: Buffer) => { body += d.toString(); });
+      req.on('end', () => {
+        if (Date.now() < acceptFrom) {
+          refusals++;
+          return void res.writeHead(503).end();
+        }
+        received.push(JSON.parse(body) as { id: string; change: string });
+        res.writeHead(200).end();
+      });
+    });
+    await new Promise<void>((resolve) => hook.listen(0, '127.0.0.1', resolve));
+    const url = `http://127.0.0.1:${(hook.address() as AddressInfo).port}/alarms`;
+    const server = await TestServer.start();
+    try {
+      const device = await server.createDevice('hooked', { type: 'thermo' });
+      acceptFrom = Date.now() + 10_000;
+      await server.json('POST', '/api/rules', alarmRule('hooked', { type: 'Hooked', severity: 'MINOR', create: 'values.t > 30', clear: 'values.t < 20', escalate: [{ if: 'values.t > 50', severity: 'CRITICAL' }], webhook: url }));
+      await post(server, device, [[1000, 35], [2000, 55], [3000, 10]]);
+      await waitFor('all three notifications', () => (received.length >= 3 ? true : undefined), 25_000);
+      expect(refusals).toBeGreaterThan(0);
+      expect(received.map((r) => r.change).sort()).toEqual(['cleared', 'created', 'escalated']);
+      expect(new Set(received.map((r) => r.id)).size).toBe(3);
+    } finally {
+      await server.stop();
+      hook.close();
+    }
+  }, 40_000);
+});
