@@ -86,6 +86,16 @@ describe('alarms', () => {
     expect((await server.api('GET', '/api/alarms?severity=HUGE')).status).toBe(400);
   });
 
+  it('raises alarms on window results (a rule with "input": "windows")', async () => {
+    const device = await server.createDevice('windowed', { type: 'thermo4' });
+    await server.json('POST', '/api/rules', { id: 'avg-10s', devices: { types: ['thermo4'] }, nodes: [{ id: 'w', type: 'window', window: { kind: 'tumbling', size: '10s', fields: ['t'], ops: ['avg'], outOfOrderness: '0s' } }] });
+    await server.json('POST', '/api/rules', { id: 'avg-too-high', input: 'windows', devices: { types: ['thermo4'] }, nodes: [{ id: 'a', type: 'alarm', alarm: { type: 'AvgHigh', severity: 'MAJOR', create: 'values.avg_t > 30.0', clear: 'values.avg_t < 25.0' } }] });
+    await post(server, device, [[1000, 29], [5000, 35], [9000, 35], [11_000, 20]]); // [0, 10 s) averages 33
+    const alarm = await waitFor('the alarm on the window result', async () => (await server.json<Alarm[]>('GET', `/api/alarms?device=${device.id}`))[0]);
+    expect(alarm).toMatchObject({ type: 'AvgHigh', originator: device.id, startTs: 10_000, status: 'ACTIVE_UNACK' });
+    expect(alarm.details.values.avg_t).toBeCloseTo(33, 9);
+  });
+
   it('refuses an alarm node without its required settings, naming the node and field', async () => {
     const res = await server.api('POST', '/api/rules', alarmRule('bad-alarm', { type: 'X', create: 'values.t > 1' }));
     expect(res.status).toBe(400);

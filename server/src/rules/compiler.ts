@@ -3,7 +3,7 @@ import { compileExpression, ExpressionError } from './expression.js';
 import type { RuleMessage, RuleSinks } from './message.js';
 import { nodeKinds } from './node-registry.js';
 import type { CompileContext, NodeRun } from './node-kind.js';
-import { validateRuleDocument, where, type RuleDocument } from './rule-schema.js';
+import { validateRuleDocument, where, type RuleDocument, type RuleInput } from './rule-schema.js';
 
 export interface CompiledNode {
   id: string;
@@ -17,6 +17,7 @@ export interface CompiledRule {
   id: string;
   document: RuleDocument;
   enabled: boolean;
+  input: RuleInput;
   appliesTo(device: RuleMessage['device']): boolean;
   nodes: CompiledNode[];
 }
@@ -73,7 +74,7 @@ export function compileRule(input: unknown, sinks: RuleSinks, random: () => numb
     const names = cycle.map((i) => doc.nodes[i]!.id);
     throw invalidInput(`${where(doc, `/nodes/${cycle[cycle.length - 2]}`)}: routing makes a cycle: ${names.join(' → ')}`);
   }
-  return { id: doc.id, document: doc, enabled: doc.enabled !== false, appliesTo: deviceSelector(doc), nodes };
+  return { id: doc.id, document: doc, enabled: doc.enabled !== false, input: doc.input ?? 'telemetry', appliesTo: deviceSelector(doc), nodes };
 }
 
 function deviceSelector(doc: RuleDocument): CompiledRule['appliesTo'] {

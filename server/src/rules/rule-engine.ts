@@ -1,6 +1,7 @@
 import type { RuleMessage } from './message.js';
 import { Route } from './node-kind.js';
 import type { CompiledRule } from './compiler.js';
+import type { RuleInput } from './rule-schema.js';
 
 export interface NodeStats {
   id: string;
@@ -110,19 +111,19 @@ export class RuleEngine {
     return [...this.byId.values()].map((s) => ({ rule: s.rule.id, nodes: s.stats }));
   }
 
-  hasEnabledRules(): boolean {
-    return this.snapshot.length > 0;
+  hasEnabledRules(input: RuleInput = 'telemetry'): boolean {
+    return this.snapshot.some((s) => s.rule.input === input);
   }
 
   /** Whether any enabled rule applies to the device: when none does, its messages need no parsing. */
-  wantsDevice(device: RuleMessage['device']): boolean {
-    for (const state of this.snapshot) if (state.rule.appliesTo(device)) return true;
+  wantsDevice(device: RuleMessage['device'], input: RuleInput = 'telemetry'): boolean {
+    for (const state of this.snapshot) if (state.rule.input === input && state.rule.appliesTo(device)) return true;
     return false;
   }
 
   /** Runs each message through every enabled rule that applies to its device. */
-  process(messages: readonly RuleMessage[]): void {
-    const rules = this.snapshot;
+  process(messages: readonly RuleMessage[], input: RuleInput = 'telemetry'): void {
+    const rules = this.snapshot.filter((s) => s.rule.input === input);
     if (rules.length === 0) return;
     const now = this.clock();
     for (const message of messages) {

@@ -9,9 +9,12 @@ export interface RuleDocument {
   name?: string;
   description?: string;
   enabled?: boolean;
+  input?: RuleInput;
   devices?: { ids?: string[]; types?: string[]; attributes?: Record<string, unknown> };
   nodes: RuleNodeSpec[];
 }
+
+export type RuleInput = 'telemetry' | 'windows';
 
 export interface RuleNodeSpec {
   id: string;

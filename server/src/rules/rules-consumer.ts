@@ -60,3 +60,41 @@ export function toMessages(records: readonly StoredRecord[], registry: DeviceReg
   }
   return messages;
 }
+
+export const WINDOW_RULES_GROUP = 'rules-windows';
+
+/**
+ * The `rules-windows` consumer group: final window results from the `windows` topic run through
+ * the rules with `"input": "windows"` — values are the aggregates, ts the window end, the device
+ * the group when it is a device (else a stand-in named after the group), metadata the window.
+ */
+export function startWindowRulesConsumer(options: Omit<RulesConsumerOptions, 'afterBatch' | 'startAt'> & { topic: string; afterBatch?: () => void }): Consumer {
+  const { log, registry, engine, logger, onOffsetReset, topic, afterBatch } = options;
+  return startConsumer({
+    log, logger, group: WINDOW_RULES_GROUP, topic, onOffsetReset,
+    idle: () => !engine.hasEnabledRules('windows'),
+    handle(records) {
+      const messages: RuleMessage[] = [];
+      for (const record of records) {
+        let r: { rule: string; node: string; group: string; start: number; end: number; values: Record<string, number | null>; final: boolean; update?: boolean };
+        try {
+          r = JSON.parse(record.value.toString('utf8')) as typeof r;
+        } catch {
+          continue;
+        }
+        if (!r.final) continue;
+        const d = registry.find(r.group);
+        const device: RuleDevice = d ? { id: d.id, name: d.name, type: d.type, attributes: d.attributes } : { id: r.group, name: r.group, type: 'window-group', attributes: {} };
+        if (!engine.wantsDevice(device, 'windows')) continue;
+        const values: Record<string, number> = {};
+        for (const [k, v] of Object.entries(r.values)) if (v !== null) values[k] = v;
+        messages.push({
+          deviceId: device.id, ts: r.end, values, device, offset: record.offset, partition: record.partition,
+          metadata: { windowRule: r.rule, windowNode: r.node, windowStart: r.start, windowEnd: r.end, update: r.update === true },
+        });
+      }
+      engine.process(messages, 'windows');
+      afterBatch?.();
+    },
+  });
+}

@@ -7,7 +7,7 @@ import type { StoredBatch, TimeSeriesStore } from '../storage/timeseries.js';
 import type { RuleSinks } from './message.js';
 import { RuleEngine } from './rule-engine.js';
 import { RuleService } from './rule-service.js';
-import { startRulesConsumer } from './rules-consumer.js';
+import { startRulesConsumer, startWindowRulesConsumer } from './rules-consumer.js';
 import { WebhookSender } from './webhook-sender.js';
 import { WindowEngine } from '../windows/window-engine.js';
 import { WindowStore, type StoredWindowResult } from '../windows/window-store.js';
@@ -112,6 +112,7 @@ export function createRulesRuntime(o: RulesRuntimeOptions): RulesRuntime {
   };
   const service = new RuleService(o.db, o.rulesDir, engine, sinks, o.logger);
   let consumer: Consumer | undefined;
+  let windowConsumer: Consumer | undefined;
   return {
     engine, service, webhooks, windows, windowStore, alarms,
     onAlarm: (listener) => { alarmListeners.push(listener); },
@@ -131,12 +132,25 @@ export function createRulesRuntime(o: RulesRuntimeOptions): RulesRuntime {
           o.store.write(batch);
         },
       });
+      windowConsumer = startWindowRulesConsumer({
+        log: o.log, registry: o.registry, engine, logger: o.logger, topic: WINDOWS_TOPIC,
+        afterBatch() {
+          if (saved.telemetry.length === 0) return;
+          const batch = saved;
+          saved = { telemetry: [], attributes: [] };
+          o.store.write(batch);
+        },
+      });
     },
-    caughtUp: async () => consumer?.caughtUp(),
+    caughtUp: async () => {
+      await consumer?.caughtUp();
+      await windowConsumer?.caughtUp();
+    },
     async stop() {
       clearInterval(tick);
       outbox.stop();
       await consumer?.stop();
+      await windowConsumer?.stop();
       saveCheckpoint();
       webhooks.close();
     },
