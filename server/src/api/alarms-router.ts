@@ -1,19 +1,17 @@
 import { Router } from 'express';
 import { z } from 'zod';
-import { invalidInput } from '../errors.js';
 import { publicAlarm, type AlarmService } from '../alarms/alarm-service.js';
 import { severities, statuses } from '../alarms/alarm-store.js';
-import { parseInput } from './validate.js';
+import { parseInput, queryLimit, queryMillis, timeRange } from './validate.js';
 
 const MAX_LIMIT = 10_000;
-const millis = () => z.string().regex(/^\d+$/, 'must be a non-negative whole number of milliseconds').transform(Number).refine(Number.isSafeInteger, 'is too large');
 const alarmsQuery = z.object({
   status: z.enum(statuses as [string, ...string[]], { error: `must be one of ${statuses.join(', ')}` }).optional(),
   device: z.string().min(1).optional(),
   severity: z.enum(severities, { error: `must be one of ${severities.join(', ')}` }).optional(),
-  from: millis().optional(),
-  to: millis().optional(),
-  limit: z.string().regex(/^\d+$/, 'must be a whole number').transform(Number).refine((n) => n >= 1 && n <= MAX_LIMIT, `must be 1..${MAX_LIMIT}`).optional(),
+  from: queryMillis().optional(),
+  to: queryMillis().optional(),
+  limit: queryLimit(MAX_LIMIT).optional(),
 }).strict();
 
 /** /api/alarms: alarms, newest first, and the operator's ack and clear. */
@@ -21,9 +19,7 @@ export function alarmsRouter(alarms: AlarmService): Router {
   const router = Router();
   router.get('/', (req, res) => {
     const q = parseInput(alarmsQuery, req.query, 'query');
-    const from = q.from ?? 0;
-    const to = q.to ?? Number.MAX_SAFE_INTEGER;
-    if (from > to) throw invalidInput(`from (${from}) must not be after to (${to})`);
+    const { from, to } = timeRange(q);
     res.json(alarms.store.query({ status: q.status as never, device: q.device, severity: q.severity, from, to, limit: q.limit ?? 1000 }).map(publicAlarm));
   });
   router.get('/:id', (req, res) => {

@@ -3,18 +3,16 @@ import { z } from 'zod';
 import { invalidInput } from '../errors.js';
 import type { DeviceRegistry } from '../storage/device-registry.js';
 import type { TimeSeriesStore } from '../storage/timeseries.js';
-import { parseInput } from './validate.js';
+import { parseInput, queryLimit, queryMillis, timeRange } from './validate.js';
 
 export const MAX_LIMIT = 10_000;
 export const MAX_BUCKETS = 100_000;
 
-const millis = () => z.string().regex(/^\d+$/, 'must be a non-negative whole number of milliseconds')
-  .transform(Number).refine(Number.isSafeInteger, 'is too large');
 
 const telemetryQuery = z.object({
   keys: z.string().optional().transform((s) => s?.split(',').map((k) => k.trim()).filter((k) => k.length > 0)),
-  from: millis().optional(),
-  to: millis().optional(),
+  from: queryMillis().optional(),
+  to: queryMillis().optional(),
   limit: z.string().regex(/^\d+$/, 'must be a whole number').transform(Number)
     .refine((n) => n >= 1 && n <= MAX_LIMIT, `must be 1..${MAX_LIMIT}`).optional(),
   interval: z.string().regex(/^\d+$/, 'must be a whole number of milliseconds').transform(Number)
@@ -34,9 +32,7 @@ export function telemetryRouter(registry: DeviceRegistry, store: TimeSeriesStore
   router.get('/', (req, res) => {
     const device = registry.get((req.params as { id: string }).id);
     const q = parseInput(telemetryQuery, req.query, 'query');
-    const from = q.from ?? 0;
-    const to = q.to ?? Number.MAX_SAFE_INTEGER;
-    if (from > to) throw invalidInput(`from (${from}) must not be after to (${to})`);
+    const { from, to } = timeRange(q);
     const limit = q.limit ?? 1000;
     const keys = q.keys && q.keys.length > 0 ? q.keys : undefined;
     if ((q.interval === undefined) !== (q.agg === undefined)) {

@@ -111,6 +111,13 @@ export function createRulesRuntime(o: RulesRuntimeOptions): RulesRuntime {
     log: (level, fields, text) => o.logger[level](fields, text),
   };
   const service = new RuleService(o.db, o.rulesDir, engine, sinks, o.logger);
+  /** What `save` nodes collected during a batch, written in one transaction after it. */
+  const flushSaved = () => {
+    if (saved.telemetry.length === 0) return;
+    const batch = saved;
+    saved = { telemetry: [], attributes: [] };
+    o.store.write(batch);
+  };
   let consumer: Consumer | undefined;
   let windowConsumer: Consumer | undefined;
   return {
@@ -126,20 +133,12 @@ export function createRulesRuntime(o: RulesRuntimeOptions): RulesRuntime {
         afterBatch(partition, nextOffset) {
           processed[partition] = nextOffset;
           dirty = true;
-          if (saved.telemetry.length === 0) return;
-          const batch = saved;
-          saved = { telemetry: [], attributes: [] };
-          o.store.write(batch);
+          flushSaved();
         },
       });
       windowConsumer = startWindowRulesConsumer({
         log: o.log, registry: o.registry, engine, logger: o.logger, topic: WINDOWS_TOPIC,
-        afterBatch() {
-          if (saved.telemetry.length === 0) return;
-          const batch = saved;
-          saved = { telemetry: [], attributes: [] };
-          o.store.write(batch);
-        },
+        afterBatch: flushSaved,
       });
     },
     caughtUp: async () => {
