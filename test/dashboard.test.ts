@@ -1,0 +1,96 @@
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { chromium, type Browser, type Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { repoRoot } from './support/child-server.js';
+import { TestServer } from './support/test-server.js';
+
+const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
+const shots = path.join(repoRoot, 'test-output', 'dashboard');
+
+describe('dashboard in headless Chromium', () => {
+  let server: TestServer;
+  let browser: Browser;
+  let page: Page;
+
+  beforeAll(async () => {
+    execFileSync(process.execPath, [path.join(repoRoot, 'dashboard/build.mjs')]);
+    fs.mkdirSync(shots, { recursive: true });
+    server = await TestServer.start();
+    browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--no-first-run'],
+    });
+    page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
+  }, 60_000);
+  afterAll(async () => {
+    await browser?.close();
+    await server?.stop();
+  });
+
+  it('refuses a wrong token, then logs in with the admin token', async () => {
+    await page.goto(server.baseUrl);
+    await page.fill('#token', 'wrong-token-123');
+    await page.click('button[type=submit]');
+    await page.waitForSelector('text=That token was refused');
+    await page.fill('#token', server.sluice.adminToken);
+    await page.click('button[type=submit]');
+    await page.waitForSelector('header nav');
+    await page.waitForSelector('#status.live');
+  });
+
+  it('shows a message published over MQTT in the device view within a second', async () => {
+    const device = await server.createDevice('dash-1', { type: 'room-sensor' });
+    await page.goto(`${server.baseUrl}/#/devices`);
+    await page.waitForSelector(`tr[data-id="${device.id}"]`);
+    const client = await server.connectDevice(device.token);
+    const sent = Date.now();
+    await client.publishAsync('v1/devices/me/telemetry', JSON.stringify({ temperature: 23.25 }), { qos: 1 });
+    await page.waitForFunction((id) => document.querySelector(`tr[data-id="${id}"] [data-values]`)?.textContent?.includes('23.25'), device.id, { timeout: 1000 });
+    expect(Date.now() - sent).toBeLessThan(1000);
+    expect(await page.textContent(`tr[data-id="${device.id}"]`)).toContain('online');
+    await page.screenshot({ path: path.join(shots, 'devices.png') });
+
+    await page.click(`tr[data-id="${device.id}"]`);
+    await page.waitForSelector('.charts [data-key="temperature"] canvas');
+    await client.publishAsync('v1/devices/me/telemetry', JSON.stringify({ temperature: 24.5 }), { qos: 1 });
+    await page.waitForSelector('[data-latest="temperature"]:has-text("24.50")');
+    await page.screenshot({ path: path.join(shots, 'device.png') });
+    client.end(true);
+  });
+
+  it('shows an alarm live and acknowledges it by a click', async () => {
+    await server.json('POST', '/api/rules', { id: 'dash-alarm', devices: { types: ['room-sensor'] }, nodes: [{ id: 'a', type: 'alarm', alarm: { type: 'Too warm', severity: 'MAJOR', create: 'values.temperature > 30' } }] });
+    const device = await server.createDevice('dash-2', { type: 'room-sensor' });
+    await page.goto(`${server.baseUrl}/#/alarms`);
+    await page.waitForSelector('#count');
+    const client = await server.connectDevice(device.token);
+    await client.publishAsync('v1/devices/me/telemetry', JSON.stringify({ temperature: 35 }), { qos: 1 });
+    client.end(true);
+    const row = await page.waitForSelector('tr:has-text("Too warm")', { timeout: 5000 });
+    expect(await row.textContent()).toContain('ACTIVE_UNACK');
+    await page.screenshot({ path: path.join(shots, 'alarms.png') });
+    await page.click('tr:has-text("Too warm") button[data-act=ack]');
+    await page.waitForSelector('tr:has-text("Too warm") [data-status]:has-text("ACTIVE_ACK")');
+    const [alarm] = await server.json<{ status: string }[]>('GET', `/api/alarms?device=${device.id}`);
+    expect(alarm!.status).toBe('ACTIVE_ACK');
+  });
+
+  it('shows the server\'s error for an invalid rule, at the node and field', async () => {
+    await page.goto(`${server.baseUrl}/#/rules`);
+    await page.click('#new');
+    await page.fill('#editor', JSON.stringify({ id: 'broken', nodes: [{ id: 'f', type: 'filter', if: 'values.t >' }] }));
+    await page.click('#save');
+    const error = await page.waitForSelector('#rule-error');
+    expect(await error.textContent()).toMatch(/rule "broken", node "f" \(nodes\[0\]\.if\)/);
+    await page.screenshot({ path: path.join(shots, 'rules.png') });
+  });
+
+  it('shows the pipeline: log partitions and consumer groups', async () => {
+    await page.goto(`${server.baseUrl}/#/pipeline`);
+    await page.waitForSelector('#partitions tr');
+    expect(await page.textContent('#groups')).toContain('storage');
+    await page.screenshot({ path: path.join(shots, 'pipeline.png') });
+  });
+});
