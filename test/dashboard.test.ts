@@ -1,3 +1,4 @@
+/// <reference lib="dom" />
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -60,6 +61,24 @@ describe('dashboard in headless Chromium', () => {
     client.end(true);
   });
 
+  it('renders the device table in throttled steps, not once per message', async () => {
+    const device = await server.createDevice('dash-burst', { type: 'room-sensor' });
+    await page.goto(`${server.baseUrl}/#/devices`);
+    await page.waitForSelector(`tr[data-id="${device.id}"]`);
+    await page.evaluate(() => {
+      const w = window as unknown as { renders: number };
+      w.renders = 0;
+      new MutationObserver(() => { w.renders++; }).observe(document.querySelector('#rows')!, { childList: true });
+    });
+    const client = await server.connectDevice(device.token);
+    await Promise.all(Array.from({ length: 200 }, (_, i) => client.publishAsync('v1/devices/me/telemetry', JSON.stringify({ n: i }), { qos: 1 })));
+    client.end(true);
+    await page.waitForFunction((id) => document.querySelector(`tr[data-id="${id}"] [data-values]`)?.textContent?.includes('199'), device.id, { timeout: 5000 });
+    const renders = await page.evaluate(() => (window as unknown as { renders: number }).renders);
+    expect(renders).toBeGreaterThan(0);
+    expect(renders).toBeLessThan(20);
+  });
+
   it('shows an alarm live and acknowledges it by a click', async () => {
     await server.json('POST', '/api/rules', { id: 'dash-alarm', devices: { types: ['room-sensor'] }, nodes: [{ id: 'a', type: 'alarm', alarm: { type: 'Too warm', severity: 'MAJOR', create: 'values.temperature > 30' } }] });
     const device = await server.createDevice('dash-2', { type: 'room-sensor' });
@@ -70,6 +89,7 @@ describe('dashboard in headless Chromium', () => {
     client.end(true);
     const row = await page.waitForSelector('tr:has-text("Too warm")', { timeout: 5000 });
     expect(await row.textContent()).toContain('ACTIVE_UNACK');
+    expect(await row.textContent()).toContain('dash-2');
     await page.screenshot({ path: path.join(shots, 'alarms.png') });
     await page.click('tr:has-text("Too warm") button[data-act=ack]');
     await page.waitForSelector('tr:has-text("Too warm") [data-status]:has-text("ACTIVE_ACK")');

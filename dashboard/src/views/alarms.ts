@@ -12,6 +12,7 @@ export async function alarmsView(root: HTMLElement, live: Live): Promise<() => v
     <div id="message"></div>
     <div class="panel"><table><thead><tr><th>Severity</th><th>Type</th><th>Originator</th><th>Status</th><th>Started</th><th>Last</th><th>Count</th><th>Values</th><th></th></tr></thead><tbody id="rows"></tbody></table></div>`;
   const alarms = new Map<string, Alarm>();
+  const names = new Map<string, string>();
   const rows = root.querySelector<HTMLElement>('#rows')!;
   const status = root.querySelector<HTMLSelectElement>('#status')!;
   const severity = root.querySelector<HTMLSelectElement>('#severity')!;
@@ -21,7 +22,7 @@ export async function alarmsView(root: HTMLElement, live: Live): Promise<() => v
     root.querySelector('#count')!.textContent = `${shown.length} alarms`;
     rows.innerHTML = shown.slice(0, 500).map((a) => {
       const values = (a.details.values ?? {}) as Record<string, unknown>;
-      return `<tr data-id="${esc(a.id)}"><td><span class="pill sev-${esc(a.severity)}">${esc(a.severity)}</span></td><td>${esc(a.type)}</td><td>${esc(a.originator)}</td>
+      return `<tr data-id="${esc(a.id)}"><td><span class="pill sev-${esc(a.severity)}">${esc(a.severity)}</span></td><td>${esc(a.type)}</td><td>${esc(names.get(a.originator) ?? a.originator)}</td>
         <td data-status>${esc(a.status)}</td><td>${esc(ago(a.startTs))}</td><td>${esc(ago(a.lastTs))}</td><td>${a.count}</td>
         <td>${Object.entries(values).map(([k, v]) => `${esc(k)} ${esc(fmt(v))}`).join(', ')}</td>
         <td>${a.ackTs === null ? '<button data-act="ack">Ack</button>' : ''} ${a.clearTs === null ? '<button class="secondary" data-act="clear">Clear</button>' : ''}</td></tr>`;
@@ -29,6 +30,7 @@ export async function alarmsView(root: HTMLElement, live: Live): Promise<() => v
   };
   const redraw = throttled(render, 300);
   const load = async () => {
+    for (const d of await api<{ id: string; name: string }[]>('GET', '/api/devices')) names.set(d.id, d.name);
     alarms.clear();
     for (const a of await api<Alarm[]>('GET', '/api/alarms?limit=1000')) alarms.set(a.id, a);
     render();
