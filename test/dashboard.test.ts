@@ -1,4 +1,3 @@
-/// <reference lib="dom" />
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -48,7 +47,7 @@ describe('dashboard in headless Chromium', () => {
     const client = await server.connectDevice(device.token);
     const sent = Date.now();
     await client.publishAsync('v1/devices/me/telemetry', JSON.stringify({ temperature: 23.25 }), { qos: 1 });
-    await page.waitForFunction((id) => document.querySelector(`tr[data-id="${id}"] [data-values]`)?.textContent?.includes('23.25'), device.id, { timeout: 1000 });
+    await page.waitForFunction(`document.querySelector('tr[data-id="${device.id}"] [data-values]')?.textContent?.includes('23.25')`, undefined, { timeout: 1000 });
     expect(Date.now() - sent).toBeLessThan(1000);
     expect(await page.textContent(`tr[data-id="${device.id}"]`)).toContain('online');
     await page.screenshot({ path: path.join(shots, 'devices.png') });
@@ -65,16 +64,13 @@ describe('dashboard in headless Chromium', () => {
     const device = await server.createDevice('dash-burst', { type: 'room-sensor' });
     await page.goto(`${server.baseUrl}/#/devices`);
     await page.waitForSelector(`tr[data-id="${device.id}"]`);
-    await page.evaluate(() => {
-      const w = window as unknown as { renders: number };
-      w.renders = 0;
-      new MutationObserver(() => { w.renders++; }).observe(document.querySelector('#rows')!, { childList: true });
-    });
+    // Browser code as strings: the test's own TypeScript has no DOM types.
+    await page.evaluate(`window.renders = 0; new MutationObserver(() => { window.renders++; }).observe(document.querySelector('#rows'), { childList: true })`);
     const client = await server.connectDevice(device.token);
     await Promise.all(Array.from({ length: 200 }, (_, i) => client.publishAsync('v1/devices/me/telemetry', JSON.stringify({ n: i }), { qos: 1 })));
     client.end(true);
-    await page.waitForFunction((id) => document.querySelector(`tr[data-id="${id}"] [data-values]`)?.textContent?.includes('199'), device.id, { timeout: 5000 });
-    const renders = await page.evaluate(() => (window as unknown as { renders: number }).renders);
+    await page.waitForFunction(`document.querySelector('tr[data-id="${device.id}"] [data-values]')?.textContent?.includes('199')`, undefined, { timeout: 5000 });
+    const renders = await page.evaluate<number>('window.renders');
     expect(renders).toBeGreaterThan(0);
     expect(renders).toBeLessThan(20);
   });
