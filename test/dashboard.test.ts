@@ -100,8 +100,25 @@ describe('dashboard in headless Chromium', () => {
     await page.click('#save');
     const error = await page.waitForSelector('#rule-error');
     expect(await error.textContent()).toMatch(/rule "broken", node "f" \(nodes\[0\]\.if\)/);
+    // The editor selects the field at fault.
+    const selected = await page.evaluate<string>(`(() => { const e = document.querySelector('#editor'); return e.value.slice(e.selectionStart, e.selectionEnd); })()`);
+    expect(selected.startsWith('"if"')).toBe(true);
     await page.screenshot({ path: path.join(shots, 'rules.png') });
   });
+
+  it('reconnects after the connection was lost, and catches up on what it missed', async () => {
+    const device = await server.createDevice('dash-offline', { type: 'room-sensor' });
+    await page.goto(`${server.baseUrl}/#/devices`);
+    await page.waitForSelector(`tr[data-id="${device.id}"]`);
+    await page.waitForSelector('#status.live');
+    await page.context().setOffline(true);
+    await page.waitForSelector('#status.down', { timeout: 10_000 });
+    await fetch(`${server.baseUrl}/api/v1/${device.token}/telemetry`, { method: 'POST', body: JSON.stringify({ missed: 7 }) });
+    await server.sluice.storageCaughtUp();
+    await page.context().setOffline(false);
+    await page.waitForSelector('#status.live', { timeout: 15_000 });
+    await page.waitForFunction(`document.querySelector('tr[data-id="${device.id}"] [data-values]')?.textContent?.includes('missed')`, undefined, { timeout: 5000 });
+  }, 40_000);
 
   it('shows the pipeline: log partitions and consumer groups', async () => {
     await page.goto(`${server.baseUrl}/#/pipeline`);

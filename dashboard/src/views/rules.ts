@@ -70,7 +70,9 @@ export async function rulesView(root: HTMLElement): Promise<() => void> {
       current = saved.id;
       root.querySelector('#title')!.textContent = `Rule ${saved.id}`;
     } catch (err) {
-      errorEl.innerHTML = `<div class="error" id="rule-error">${esc((err as Error).message)}</div>`;
+      const message = (err as Error).message;
+      errorEl.innerHTML = `<div class="error" id="rule-error">${esc(message)}</div>`;
+      markError(editor, message);
     }
   });
   root.querySelector('#trace')!.addEventListener('change', async (e) => {
@@ -79,4 +81,26 @@ export async function rulesView(root: HTMLElement): Promise<() => void> {
   await loadList();
   const timer = setInterval(() => void loadStats(), 2000);
   return () => clearInterval(timer);
+}
+
+/**
+ * Selects, in the editor, the place the server's error names — `node "f" (nodes[0].if)` selects
+ * the `"if"` of that node — so the operator sees where to look.
+ */
+function markError(editor: HTMLTextAreaElement, message: string): void {
+  const path = /\(([^)]+)\):/.exec(message)?.[1];
+  const node = /node "([^"]+)"/.exec(message)?.[1];
+  const text = editor.value;
+  let from = 0;
+  if (node) {
+    const nodeAt = text.search(new RegExp(`"id"\\s*:\\s*"${node.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}"`));
+    from = Math.max(0, nodeAt);
+  }
+  const field = path?.split('.').pop()?.replace(/\[\d+\]$/, '');
+  const fieldAt = field ? text.indexOf(`"${field}"`, from) : -1;
+  const start = fieldAt >= 0 ? fieldAt : from;
+  const lineEnd = text.indexOf('\n', start);
+  editor.focus();
+  editor.setSelectionRange(start, lineEnd >= 0 ? lineEnd : text.length);
+  editor.dataset.errorAt = String(start);
 }
