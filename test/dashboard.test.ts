@@ -120,6 +120,32 @@ describe('dashboard in headless Chromium', () => {
     await page.waitForFunction(`document.querySelector('tr[data-id="${device.id}"] [data-values]')?.textContent?.includes('missed')`, undefined, { timeout: 5000 });
   }, 40_000);
 
+  it('stays responsive with 1,000 devices and a chart updated 20 times a second', async () => {
+    for (let i = 0; i < 1000; i += 50) {
+      await Promise.all(Array.from({ length: 50 }, (_, j) => server.createDevice(`fleet-${i + j}`, { type: 'room-sensor' })));
+    }
+    await page.goto(`${server.baseUrl}/#/pipeline`);
+    const started = Date.now();
+    await page.goto(`${server.baseUrl}/#/devices`);
+    await page.waitForFunction(`Number(document.querySelector('#count')?.textContent?.split(' of ')[1]?.split(' ')[0] ?? 0) >= 1000`, undefined, { timeout: 20_000 });
+    const loadMs = Date.now() - started;
+    expect(loadMs).toBeLessThan(20_000);
+    const device = await server.createDevice('fast-chart', { type: 'room-sensor' });
+    await page.goto(`${server.baseUrl}/#/devices/${device.id}`);
+    await page.waitForSelector('#latest');
+    await page.evaluate(`window.longTasks = []; new PerformanceObserver((l) => { for (const e of l.getEntries()) window.longTasks.push(e.duration); }).observe({ entryTypes: ['longtask'] })`);
+    const client = await server.connectDevice(device.token);
+    for (let i = 0; i < 60; i++) {
+      await client.publishAsync('v1/devices/me/telemetry', JSON.stringify({ temperature: 20 + (i % 10) / 10 }), { qos: 0 });
+      await new Promise((r) => setTimeout(r, 50)); // 20 a second
+    }
+    client.end(true);
+    await page.waitForSelector('.charts [data-key="temperature"] canvas');
+    const longTasks = await page.evaluate<number[]>('window.longTasks');
+    expect(longTasks.filter((d) => d > 200)).toEqual([]);
+    await page.screenshot({ path: path.join(shots, 'fleet-chart.png') });
+  }, 60_000);
+
   it('shows the pipeline: log partitions and consumer groups', async () => {
     await page.goto(`${server.baseUrl}/#/pipeline`);
     await page.waitForSelector('#partitions tr');

@@ -93,6 +93,18 @@ describe('operator API: devices', () => {
     expect(((await res.json()) as { error: string }).error).toMatch(/no route GET \/api\/nothing-here/);
   });
 
+  it('lists devices with their latest values in one request, and refuses an unknown include', async () => {
+    const d = await server.createDevice('with-latest');
+    const res = await fetch(`${server.baseUrl}/api/v1/${d.token}/telemetry`, { method: 'POST', body: JSON.stringify({ ts: 5, values: { x: 1 } }) });
+    expect(res.status).toBe(200);
+    await server.sluice.storageCaughtUp();
+    const list = await server.json<{ id: string; latest: Record<string, { ts: number; value: unknown }> }[]>('GET', '/api/devices?include=latest');
+    expect(list.find((x) => x.id === d.id)!.latest).toEqual({ x: { ts: 5, value: 1 } });
+    const bad = await server.api('GET', '/api/devices?include=everything');
+    expect(bad.status).toBe(400);
+    expect(((await bad.json()) as { error: string }).error).toMatch(/^include: must be latest/);
+  });
+
   it('serves health, metrics and the log description', async () => {
     expect(await (await fetch(`${server.baseUrl}/healthz`)).json()).toEqual({ status: 'ok' });
     const metrics = await fetch(`${server.baseUrl}/metrics`);

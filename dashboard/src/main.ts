@@ -45,20 +45,27 @@ function start(): void {
   live.connect();
   app.querySelector('#logout')!.addEventListener('click', () => { token.clear(); location.reload(); });
   let cleanup: (() => void) | undefined;
+  let generation = 0;
   const route = async () => {
     cleanup?.();
     cleanup = undefined;
-    const view = app.querySelector<HTMLElement>('#view')!;
+    const gen = ++generation;
+    // Each visit renders into a fresh element: a view still loading from the last visit writes
+    // into its own, detached element, never into this one.
+    const view = document.createElement('div');
+    app.querySelector<HTMLElement>('#view')!.replaceChildren(view);
     const hash = location.hash || '#/devices';
     for (const a of app.querySelectorAll('nav a')) a.classList.toggle('active', hash.startsWith(a.getAttribute('href')!));
     view.innerHTML = '<p class="dim">loading…</p>';
     try {
       const device = /^#\/devices\/(.+)$/.exec(hash);
-      cleanup = device ? await deviceView(view, live, decodeURIComponent(device[1]!))
+      const stop = device ? await deviceView(view, live, decodeURIComponent(device[1]!))
         : hash.startsWith('#/alarms') ? await alarmsView(view, live)
           : hash.startsWith('#/rules') ? await rulesView(view)
             : hash.startsWith('#/pipeline') ? await pipelineView(view, live)
               : await devicesView(view, live);
+      if (gen === generation) cleanup = stop;
+      else stop();
     } catch (err) {
       view.innerHTML = `<div class="error">${esc((err as Error).message)}</div>`;
     }

@@ -1,7 +1,7 @@
 import { ago, api, esc, fmt } from '../api.js';
 import { throttled, type Live } from '../live.js';
 
-interface Device { id: string; name: string; type: string; token: string; attributes: Record<string, unknown> }
+interface Device { id: string; name: string; type: string; token: string; attributes: Record<string, unknown>; latest?: Latest }
 type Latest = Record<string, { ts: number; value: unknown }>;
 
 const ONLINE_MS = 60_000;
@@ -24,12 +24,11 @@ export async function devicesView(root: HTMLElement, live: Live): Promise<() => 
   const latest = new Map<string, { lastSeen: number; values: Record<string, unknown> }>();
 
   const load = async () => {
-    devices = await api<Device[]>('GET', '/api/devices');
-    await Promise.all(devices.slice(0, 2000).map(async (d) => {
-      const l = await api<Latest>('GET', `/api/devices/${d.id}/telemetry/latest`).catch(() => ({}) as Latest);
-      const entries = Object.entries(l);
+    devices = await api<Device[]>('GET', '/api/devices?include=latest');
+    for (const d of devices) {
+      const entries = Object.entries(d.latest ?? {});
       if (entries.length > 0) latest.set(d.id, { lastSeen: Math.max(...entries.map(([, p]) => p.ts)), values: Object.fromEntries(entries.map(([k, p]) => [k, p.value])) });
-    }));
+    }
     render();
   };
   const render = () => {

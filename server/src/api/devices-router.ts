@@ -12,6 +12,8 @@ const notAnObject = { error: (issue: { code?: string }) => (issue.code === 'inva
 const createDeviceBody = z.strictObject({ name, type: type.optional(), attributes: attributes.optional() }, notAnObject);
 const patchDeviceBody = z.strictObject({ name: name.optional(), type: type.optional(), attributes: attributes.optional() }, notAnObject);
 
+const listQuery = z.object({ include: z.enum(['latest'], { error: 'must be latest' }).optional() }).strict();
+
 /** /api/devices: the device registry. */
 export function devicesRouter(registry: DeviceRegistry, store: TimeSeriesStore): Router {
   const router = Router();
@@ -21,8 +23,12 @@ export function devicesRouter(registry: DeviceRegistry, store: TimeSeriesStore):
     res.status(201).json(registry.create(body));
   });
 
-  router.get('/', (_req, res) => {
-    res.json(registry.list());
+  // ?include=latest adds each device's latest values: the whole fleet in one request.
+  router.get('/', (req, res) => {
+    const { include } = parseInput(listQuery, req.query, 'query');
+    if (include !== 'latest') return void res.json(registry.list());
+    const latest = store.latestOfAll();
+    res.json(registry.list().map((d) => ({ ...d, latest: latest.get(d.id) ?? {} })));
   });
 
   router.get('/:id', (req, res) => {

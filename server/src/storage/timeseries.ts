@@ -50,6 +50,7 @@ export class TimeSeriesStore {
   private readonly upsertLatest;
   private readonly upsertAttribute;
   private readonly selectLatest;
+  private readonly selectAllLatest;
   private readonly selectKeys;
   private readonly selectAttributes;
   private readonly selectSeries;
@@ -68,6 +69,7 @@ export class TimeSeriesStore {
     this.upsertAttribute = db.prepare(`INSERT INTO client_attributes (device_id, key, ts, value) VALUES (?, ?, ?, ?)
       ON CONFLICT (device_id, key) DO UPDATE SET ts = excluded.ts, value = excluded.value WHERE excluded.ts >= client_attributes.ts`);
     this.selectLatest = db.prepare('SELECT key, ts, kind, num, str FROM ts_latest WHERE device_id = ? ORDER BY key');
+    this.selectAllLatest = db.prepare('SELECT device_id, key, ts, kind, num, str FROM ts_latest ORDER BY device_id, key');
     this.selectAttributes = db.prepare('SELECT key, value FROM client_attributes WHERE device_id = ? ORDER BY key');
     this.selectKeys = db.prepare('SELECT key FROM ts_latest WHERE device_id = ? ORDER BY key').pluck();
     this.selectSeries = db.prepare(`SELECT ts, kind, num, str FROM (
@@ -124,6 +126,17 @@ export class TimeSeriesStore {
   /** Writes a batch of device messages in one transaction. */
   write(batch: StoredBatch): void {
     this.writeTransaction(batch);
+  }
+
+  /** Latest values of every device at once (the fleet table), by device id. */
+  latestOfAll(): Map<string, Record<string, Point>> {
+    const out = new Map<string, Record<string, Point>>();
+    for (const row of this.selectAllLatest.all() as (ValueRow & { device_id: string })[]) {
+      let d = out.get(row.device_id);
+      if (!d) out.set(row.device_id, (d = {}));
+      d[row.key] = { ts: row.ts, value: decodeValue(row) };
+    }
+    return out;
   }
 
   latest(deviceId: string): Record<string, Point> {
