@@ -243,6 +243,32 @@ describe('FileLog on disk', () => {
     expect((await again.offsets('t', 0)).start).toBe(start);
   });
 
+  it('rebuilds a sealed segment\'s empty time index, so retention by age still deletes it', async () => {
+    const dir = tempDir();
+    const clock = new ManualClock();
+    const first = open(dir, { clock, retention: { segmentBytes: 1024, retentionMs: 3_600_000 } });
+    await first.ensureTopic('t', 1);
+    await appendEach(first, 40, undefined, () => clock.t);
+    await first.close();
+    fs.writeFileSync(path.join(partitionDir(dir), '00000000000000000000.timeindex'), Buffer.alloc(0));
+    clock.t += 2 * 3_600_000;
+    const second = open(dir, { clock, retention: { segmentBytes: 1024, retentionMs: 3_600_000 } });
+    expect((await second.enforceRetention()).segments).toBeGreaterThan(0);
+    expect((await second.offsets('t', 0)).start).toBeGreaterThan(0);
+  });
+
+  it('closes cleanly while fsyncs of `always` are still running: no append fails', async () => {
+    const log = new FileLog(tempDir(), { mode: 'always' }, silentLogger, { retentionCheckMs: 0 });
+    await log.ensureTopic('t', 4);
+    for (let round = 0; round < 5; round++) {
+      const appends = Array.from({ length: 300 }, (_, i) => log.append('t', record(`k${i}`, 'v')));
+      await new Promise((r) => setImmediate(r)); // the flush has written and started its fdatasyncs
+      if (round === 4) await log.close();
+      const settled = await Promise.allSettled(appends);
+      expect(settled.filter((x) => x.status === 'rejected')).toEqual([]);
+    }
+  });
+
   it('keeps retention settings per topic, stored with the topic', async () => {
     const dir = tempDir();
     const log = open(dir, { retention: { segmentBytes: 1024 } });

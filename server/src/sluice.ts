@@ -13,7 +13,7 @@ import { FileLog } from './log/file-log.js';
 import type { Logger } from './logger.js';
 import { createMetrics } from './metrics.js';
 import { startRealtime } from './realtime/socket-server.js';
-import { RULES_GROUP } from './rules/rules-consumer.js';
+import { RULES_GROUP, WINDOW_RULES_GROUP } from './rules/rules-consumer.js';
 import { createRulesRuntime, WINDOWS_TOPIC } from './rules/rules-runtime.js';
 import { publicAlarm } from './alarms/alarm-service.js';
 import { openDatabase } from './storage/database.js';
@@ -57,6 +57,7 @@ export async function startSluice(config: Config, logger: Logger, clock: Clock =
   const rules = createRulesRuntime({
     db, rulesDir: config.rulesDir, log, registry, store, logger: logger.child({ component: 'rules' }), alarmRetry: config.alarmRetry,
     onOffsetReset: (partition) => metrics.consumerOffsetResets.inc({ group: RULES_GROUP, topic: TELEMETRY_TOPIC, partition }),
+    onWindowsOffsetReset: (partition) => metrics.consumerOffsetResets.inc({ group: WINDOW_RULES_GROUP, topic: WINDOWS_TOPIC, partition }),
   });
   rules.service.loadAll();
   metrics.registerRuleStats(() => rules.engine.allStats(), rules.webhooks.stats);

@@ -86,7 +86,11 @@ export class FileLog implements Log {
     }
     if (fsync.mode === 'interval') this.every(fsync.intervalMs, () => this.syncAll());
     const retentionCheckMs = options.retentionCheckMs ?? 60_000;
-    if (retentionCheckMs > 0) this.every(retentionCheckMs, () => void this.enforceRetention());
+    if (retentionCheckMs > 0) {
+      this.every(retentionCheckMs, () => {
+        this.enforceRetention().catch((err: unknown) => this.logger.error({ err }, 'log retention failed; trying again at the next check'));
+      });
+    }
   }
 
   async ensureTopic(name: string, partitions: number, retention: RetentionOverrides = {}): Promise<number> {
@@ -222,7 +226,7 @@ export class FileLog implements Log {
     for (const t of this.topics.values()) {
       for (const p of t.partitions) {
         try {
-          p.close(this.fsync.mode !== 'never');
+          await p.close(this.fsync.mode !== 'never');
         } catch (err) {
           this.logger.error({ err, topic: p.topic, partition: p.partition }, 'log: closing a partition failed');
         }

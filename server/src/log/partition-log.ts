@@ -181,8 +181,11 @@ export class PartitionLog {
     return { segments: deleted, records: this.startOffset - before };
   }
 
-  /** Syncs (when asked) and closes every segment. */
-  close(sync: boolean): void {
+  /** Waits for background syncs, syncs (when asked) and closes every segment. */
+  async close(sync: boolean): Promise<void> {
+    // A background fdatasync still running on a descriptor must finish before it is closed.
+    await this.syncing?.catch(() => {});
+    await this.syncAgain?.catch(() => {});
     if (sync) this.active.syncNow();
     for (const s of this.segments) s.close();
   }

@@ -79,7 +79,9 @@ export class Segment {
     const fileSize = fs.fstatSync(segment.fd).size;
     segment.size = fileSize;
     segment.endOffset = endOffset;
-    if (segment.index.load(fileSize, endOffset - baseOffset) && segment.indexFitsData()) {
+    // An index without a time entry would leave the segment without a newest timestamp, and
+    // retention by age would never delete it: such an index is rebuilt too.
+    if (segment.index.load(fileSize, endOffset - baseOffset) && segment.indexFitsData() && (fileSize === 0 || segment.index.lastTimestamp >= 0)) {
       segment.maxTimestamp = segment.index.lastTimestamp;
       return segment;
     }
@@ -170,7 +172,11 @@ export class Segment {
   syncAsync(): Promise<void> {
     if (!this.dirty) return Promise.resolve();
     this.dirty = false;
-    return new Promise((resolve, reject) => fs.fdatasync(this.fd, (err) => (err ? reject(err) : resolve())));
+    return new Promise((resolve, reject) => fs.fdatasync(this.fd, (err) => {
+      if (!err) return resolve();
+      this.dirty = true; // not synced after all: the next sync tries again
+      reject(err);
+    }));
   }
 
   syncNow(): void {

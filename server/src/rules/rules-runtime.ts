@@ -48,6 +48,7 @@ export interface RulesRuntimeOptions {
   store: TimeSeriesStore;
   logger: Logger;
   onOffsetReset?: (partition: number) => void;
+  onWindowsOffsetReset?: (partition: number) => void;
   /** Backoff of alarm webhooks: first retry after firstMs, then doubling up to maxMs. */
   alarmRetry?: { firstMs: number; maxMs: number };
 }
@@ -137,7 +138,7 @@ export function createRulesRuntime(o: RulesRuntimeOptions): RulesRuntime {
         },
       });
       windowConsumer = startWindowRulesConsumer({
-        log: o.log, registry: o.registry, engine, logger: o.logger, topic: WINDOWS_TOPIC,
+        log: o.log, registry: o.registry, engine, logger: o.logger, topic: WINDOWS_TOPIC, onOffsetReset: o.onWindowsOffsetReset,
         afterBatch: flushSaved,
       });
     },
