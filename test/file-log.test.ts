@@ -362,11 +362,13 @@ describe('FileLog on disk', () => {
     for (const r of read) expect(r.key).toBe(r.value.toString());
   });
 
-  it('refuses a key too long for the format without losing other appends', async () => {
+  it('refuses a key or header too long for the format without losing other appends', async () => {
     const log = open(tempDir());
     await log.ensureTopic('t', 1);
     const ok = log.append('t', record('k', 'fine'));
     await expect(log.append('t', record('x'.repeat(70_000), 'v'))).rejects.toThrow(/key of 70000 bytes/);
+    await expect(log.append('t', { key: 'k', value: Buffer.from('v'), timestamp: 1, headers: { big: 'y'.repeat(70_000) } })).rejects.toThrow(/header "big" is over/);
+    await expect(log.append('nope', record('k', 'v'))).rejects.toThrow(/no topic "nope"/);
     expect(await ok).toEqual({ partition: 0, offset: 0 });
   });
 });

@@ -45,8 +45,9 @@ const MAX_REMEMBERED_KEYS = 100_000;
 
 /**
  * The embedded log: topics of partitions of segments under `<data-dir>/log` (docs/log.md).
- * Appends made in the same turn of the event loop are written together, one batch per
- * partition (group commit), and acknowledged once written — or once fsynced under `always`.
+ * Appends made in the same turn of the event loop are written together, in batches of about
+ * 1 MiB per partition (group commit), and acknowledged once written — or once fsynced under
+ * `always`.
  */
 export class FileLog implements Log {
   readonly stats: FileLogStats = {
@@ -125,7 +126,8 @@ export class FileLog implements Log {
 
   append(topic: string, record: LogRecord): Promise<AppendResult> {
     if (this.closed) return Promise.reject(new SluiceError('NOT_READY', 'the log is closed'));
-    const t = this.topic(topic);
+    const t = this.topics.get(topic);
+    if (!t) return Promise.reject(new SluiceError('NOT_FOUND', `no topic "${topic}"`));
     let partition = t.partitionOfKey.get(record.key);
     if (partition === undefined) {
       if (t.partitionOfKey.size >= MAX_REMEMBERED_KEYS) t.partitionOfKey.clear();

@@ -61,6 +61,18 @@ export class PartitionLog {
     if (record.key.length > MAX_KEY_BYTES / 3 && Buffer.byteLength(record.key) > MAX_KEY_BYTES) {
       throw new SluiceError('INVALID_INPUT', `record key of ${Buffer.byteLength(record.key)} bytes is over the ${MAX_KEY_BYTES}-byte limit`);
     }
+    if (record.headers) {
+      let count = 0;
+      for (const name in record.headers) {
+        count++;
+        for (const text of [name, record.headers[name]!]) {
+          if (text.length > MAX_KEY_BYTES / 3 && Buffer.byteLength(text) > MAX_KEY_BYTES) {
+            throw new SluiceError('INVALID_INPUT', `record header "${name.slice(0, 50)}" is over the ${MAX_KEY_BYTES}-byte limit`);
+          }
+        }
+      }
+      if (count > MAX_KEY_BYTES) throw new SluiceError('INVALID_INPUT', `a record has ${count} headers, more than ${MAX_KEY_BYTES}`);
+    }
     this.queued.push(record);
   }
 
