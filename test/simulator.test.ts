@@ -31,12 +31,18 @@ describe('the device simulator against a real Sluice', () => {
     return await res.json() as T;
   };
 
+  const rejectedCount = async () => {
+    const text = await (await fetch(`http://127.0.0.1:${sluice.ports.http}/metrics`)).text();
+    return [...text.matchAll(/^sluice_messages_rejected_total\{[^}]*reason="not_json"[^}]*\} (\d+)/gm)].reduce((s, m) => s + Number(m[1]), 0);
+  };
+
   beforeAll(async () => {
     dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'sluice-sim-test-'));
     sluice = await startSluice(testConfig({ dataDir }), pino({ level: 'silent' }));
     options = {
       url: `http://127.0.0.1:${sluice.ports.http}`, mqttUrl: `mqtt://127.0.0.1:${sluice.ports.mqtt}`,
       adminToken: sluice.adminToken, devices: 3, rate: 5, qos: 1, durationSec: undefined, seed: 7, prefix: 'simtest-',
+      form: 'ts', late: 0, malformed: 0, anomalies: 0,
     };
     const stop = new AbortController();
     setTimeout(() => stop.abort(), 2000);
@@ -75,6 +81,33 @@ describe('the device simulator against a real Sluice', () => {
     }
     // QoS 1: a message counts as sent once PUBACKed, which Sluice does only once it is durable.
     expect(stored).toBe(summary.sent);
+  });
+
+  it('sends the fractions of late and malformed messages it is asked for, in the payload form asked for', async () => {
+    const rejectedBefore = await rejectedCount();
+    const stop = new AbortController();
+    setTimeout(() => stop.abort(), 2000);
+    const startedAt = Date.now();
+    const run = await runSimulation({ ...options, prefix: 'faulty-', devices: 5, rate: 40, form: 'array', late: 0.3, malformed: 0.2 }, { signal: stop.signal });
+    await sluice.storageCaughtUp();
+    const rejected = (await rejectedCount()) - rejectedBefore;
+    expect(run.sent).toBeGreaterThan(200);
+    // Every malformed message is rejected by Sluice, with its reason counted.
+    expect(rejected / run.sent).toBeGreaterThan(0.1);
+    expect(rejected / run.sent).toBeLessThan(0.3);
+    // Late ones are stored at their time, 1–60 s in the past: mostly before the run even began.
+    const devices = await api<DeviceJson[]>('/api/devices');
+    let late = 0;
+    let total = 0;
+    for (const d of devices.filter((x) => x.name.startsWith('faulty-'))) {
+      const key = d.type === 'machine' ? 'rpm' : 'temperature';
+      const points = (await api<Series>(`/api/devices/${d.id}/telemetry?keys=${key}&limit=10000`))[key] ?? [];
+      total += points.length;
+      late += points.filter((p) => p.ts < startedAt).length;
+    }
+    expect(total).toBeGreaterThan(100);
+    expect(late / total).toBeGreaterThan(0.15);
+    expect(late / total).toBeLessThan(0.45);
   });
 
   it('reuses devices that already exist by name', async () => {
@@ -132,7 +165,7 @@ describe('simulator options', () => {
       help: false,
       options: {
         url: 'http://localhost:8080', mqttUrl: 'mqtt://localhost:1883', adminToken: 'stored-token', devices: 10, rate: 1,
-        qos: 1, durationSec: undefined, seed: 1, prefix: 'sim-',
+        qos: 1, durationSec: undefined, seed: 1, prefix: 'sim-', form: 'ts', late: 0, malformed: 0, anomalies: 0,
       },
     });
   });

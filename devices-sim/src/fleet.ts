@@ -13,6 +13,10 @@ export interface FleetOptions {
   rate: number;
   qos: 0 | 1;
   seed: number;
+  form?: 'ts' | 'flat' | 'array';
+  late?: number;
+  malformed?: number;
+  anomalies?: number;
   /** Where message timestamps come from; Date.now unless a test drives it. */
   now?: () => number;
 }
@@ -34,6 +38,7 @@ export interface FleetStats {
 /** Random streams of a device, one per purpose, so jitter never shifts the values. */
 const VALUES_STREAM = 0;
 const JITTER_STREAM = 1;
+const FAULTS_STREAM = 2;
 /** Each gap between messages is the nominal interval ±20%. */
 const JITTER = 0.2;
 
@@ -98,6 +103,8 @@ export class Fleet {
     const now = this.options.now ?? Date.now;
     const readings = plan.profile.createDevice(mulberry32(deriveSeed(seed, plan.index, VALUES_STREAM)));
     const jitter = mulberry32(deriveSeed(seed, plan.index, JITTER_STREAM));
+    const faults = mulberry32(deriveSeed(seed, plan.index, FAULTS_STREAM));
+    const { form = 'ts', late = 0, malformed = 0, anomalies = 0 } = this.options;
     const intervalMs = 1000 / rate;
 
     const client = mqtt.connect(this.options.mqttUrl, {
@@ -116,10 +123,23 @@ export class Fleet {
       else this.counts.skipped++;
       device.timer = setTimeout(tick, intervalMs * (1 - JITTER + 2 * JITTER * jitter()));
     };
-    const publish = (ts: number) => {
-      const values: Readings = readings(ts);
+    const publish = (now: number) => {
+      const values: Readings = readings(now);
+      // One draw per knob per message, always in this order: the same seed gives the same faults.
+      const isLate = faults() < late;
+      const lateBy = 1000 + Math.floor(faults() * 59_000);
+      const isMalformed = faults() < malformed;
+      const isAnomaly = faults() < anomalies;
+      const keys = Object.keys(values);
+      const spiked = keys[Math.floor(faults() * keys.length)];
+      if (isAnomaly && spiked !== undefined) values[spiked] = Math.round(values[spiked]! * 3 * 100) / 100;
+      const ts = isLate ? now - lateBy : now;
+      const payload = isMalformed ? `{"ts": ${ts}, "values": {` // cut short: not JSON
+        : form === 'flat' ? JSON.stringify(values)
+          : form === 'array' ? JSON.stringify([{ ts, values }])
+            : JSON.stringify({ ts, values });
       device.inFlight++;
-      client.publish(TELEMETRY_TOPIC, JSON.stringify({ ts, values }), { qos }, (err) => {
+      client.publish(TELEMETRY_TOPIC, payload, { qos }, (err) => {
         device.inFlight--;
         if (this.tallied) return;
         if (err) this.recordError(err);

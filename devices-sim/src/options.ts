@@ -17,6 +17,12 @@ export interface SimOptions {
   durationSec: number | undefined;
   seed: number;
   prefix: string;
+  /** Payload form: `ts` {"ts","values"}, `flat` {k: v} (server time), `array` [{"ts","values"}]. */
+  form: 'ts' | 'flat' | 'array';
+  /** Fractions of messages, each 0..1: timestamps 1–60 s in the past; not JSON; a spike in one value. */
+  late: number;
+  malformed: number;
+  anomalies: number;
 }
 
 export class OptionError extends Error {
@@ -40,6 +46,10 @@ const flags = {
   duration: { type: 'string', default: undefined, help: 'seconds to run (default: until SIGINT/SIGTERM)' },
   seed: { type: 'string', default: '1', help: 'seed of the random values: the same seed gives the same values' },
   prefix: { type: 'string', default: 'sim-', help: 'device name prefix: devices are <prefix>1, <prefix>2, ...' },
+  form: { type: 'string', default: 'ts', help: 'payload form: ts ({"ts","values"}), flat ({k: v}, server time) or array ([{"ts","values"}])' },
+  late: { type: 'string', default: '0', help: 'fraction of messages (0..1) with a timestamp 1-60 s in the past' },
+  malformed: { type: 'string', default: '0', help: 'fraction of messages (0..1) that are not JSON (Sluice rejects them)' },
+  anomalies: { type: 'string', default: '0', help: 'fraction of messages (0..1) with a spike in one value (x3), for alarm rules' },
 } as const;
 
 export function usage(): string {
@@ -88,6 +98,10 @@ export function parseSimArgs(argv: string[], sources: OptionSources): ParsedComm
     durationSec: raw('duration') === undefined ? undefined : positiveNumber('duration', raw('duration')!, MAX_DURATION_SEC),
     seed: wholeNumber('seed', raw('seed')!, Number.MIN_SAFE_INTEGER, Number.MAX_SAFE_INTEGER),
     prefix: prefix(raw('prefix')!),
+    form: form(raw('form')!),
+    late: fraction('late', raw('late')!),
+    malformed: fraction('malformed', raw('malformed')!),
+    anomalies: fraction('anomalies', raw('anomalies')!),
   };
   const adminToken = raw('admin-token') ?? nonEmpty(sources.env.ADMIN_TOKEN) ?? (sources.readStoredAdminToken ?? readStoredAdminToken)();
   if (adminToken === undefined || adminToken.trim() === '') {
@@ -143,4 +157,15 @@ function prefix(value: string): string {
   if (value.trim() !== value || value === '') throw new OptionError(`--prefix must not be empty or start or end with spaces, got "${value}"`);
   if (value.length > MAX_PREFIX_LENGTH) throw new OptionError(`--prefix must be at most ${MAX_PREFIX_LENGTH} characters`);
   return value;
+}
+
+function form(value: string): SimOptions['form'] {
+  if (value === 'ts' || value === 'flat' || value === 'array') return value;
+  throw new OptionError(`--form must be ts, flat or array, got "${value}"`);
+}
+
+function fraction(flag: string, value: string): number {
+  const n = value.trim() === '' ? NaN : Number(value);
+  if (!Number.isFinite(n) || n < 0 || n > 1) throw new OptionError(`--${flag} must be a fraction 0..1, got "${value}"`);
+  return n;
 }

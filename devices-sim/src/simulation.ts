@@ -38,6 +38,7 @@ export async function runSimulation(options: SimOptions, control: RunControl = {
   const startedAt = Date.now();
   const fleet = Fleet.start(plan.map((p, i) => ({ plan: p, registered: registered[i]! })), {
     mqttUrl: options.mqttUrl, rate: options.rate, qos: options.qos, seed: options.seed,
+    form: options.form, late: options.late, malformed: options.malformed, anomalies: options.anomalies,
   });
 
   let last = { at: startedAt, sent: 0, errors: 0 };

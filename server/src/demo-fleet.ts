@@ -26,6 +26,10 @@ export function startDemoFleet(ports: { mqtt: number; http: number }, adminToken
     durationSec: undefined,
     seed: 1,
     prefix: 'demo-',
+    form: 'ts',
+    late: 0.02,
+    malformed: 0.005,
+    anomalies: 0.01,
   }, { signal: abort.signal, report: (line) => logger.info(`demo: ${line}`), progressIntervalMs: 30_000 });
   const done = run.then((summary) => summary, (err: unknown) => {
     logger.error({ err }, 'demo: the simulator stopped with an error');
