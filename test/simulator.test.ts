@@ -9,7 +9,7 @@ import { testConfig } from '../server/src/config.js';
 import { startSluice, type Sluice } from '../server/src/sluice.js';
 import { planDevices } from '../devices-sim/src/device-plan.js';
 import { OptionError, parseSimArgs, type SimOptions } from '../devices-sim/src/options.js';
-import { machine, profileForIndex, roomSensor } from '../devices-sim/src/profiles.js';
+import { machine, profileForIndex, roomSensor, tracker } from '../devices-sim/src/profiles.js';
 import { deriveSeed, mulberry32 } from '../devices-sim/src/random.js';
 import { runSimulation, type SimulationSummary } from '../devices-sim/src/simulation.js';
 
@@ -59,7 +59,7 @@ describe('the device simulator against a real Sluice', () => {
     const devices = await api<DeviceJson[]>('/api/devices');
     const ours = devices.filter((d) => d.name.startsWith('simtest-')).sort((a, b) => a.name.localeCompare(b.name));
     expect(ours.map((d) => [d.name, d.type])).toEqual([
-      ['simtest-1', 'room-sensor'], ['simtest-2', 'machine'], ['simtest-3', 'room-sensor'],
+      ['simtest-1', 'room-sensor'], ['simtest-2', 'machine'], ['simtest-3', 'tracker'],
     ]);
     for (const d of ours) expect(Object.keys(d.attributes).sort()).toEqual(['floor', 'site']);
     expect(summary).toMatchObject({ devices: 3, created: 3, reused: 0, errors: 0 });
@@ -154,6 +154,16 @@ describe('seeded values', () => {
       expect(r.current).toBeGreaterThan(0);
       expect(r.vibration).toBeGreaterThan(0);
     }
+    const trail = sequence(1, 2);
+    for (const r of trail) {
+      expect(Object.keys(r).sort()).toEqual([...tracker.keys].sort());
+      expect(r.battery).toBeGreaterThanOrEqual(0);
+      expect(r.battery).toBeLessThanOrEqual(100);
+      expect(Math.abs(r.lat! - 48.15)).toBeLessThan(1);
+      expect(r.speed).toBeGreaterThanOrEqual(0);
+    }
+    // The battery only drains.
+    for (let i = 1; i < trail.length; i++) expect(trail[i]!.battery).toBeLessThanOrEqual(trail[i - 1]!.battery!);
   });
 });
 

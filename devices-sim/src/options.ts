@@ -59,7 +59,7 @@ export function usage(): string {
     'Usage: npm run sim -- [options]',
     '',
     'Creates devices in Sluice over its REST API (reusing those that exist by name), connects each',
-    'as its own MQTT client and publishes telemetry. Profiles alternate: room-sensor, machine.',
+    'as its own MQTT client and publishes telemetry. Profiles alternate: room-sensor, machine, tracker.',
     '',
     ...lines,
     `  --${'help'.padEnd(14)} this text`,

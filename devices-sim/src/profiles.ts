@@ -66,9 +66,33 @@ export const machine: Profile = {
   },
 };
 
-export const profiles: readonly Profile[] = [roomSensor, machine];
+/**
+ * An asset tracker: it moves around its home point at walking-to-driving speeds, and its battery
+ * drains with every report (about 0.05% each), starting anywhere between 60% and 100%.
+ */
+export const tracker: Profile = {
+  name: 'tracker',
+  keys: ['battery', 'lat', 'lon', 'speed'],
+  createDevice(random) {
+    let lat = uniform(random, 48.1, 48.2);
+    let lon = uniform(random, 11.5, 11.6);
+    let battery = uniform(random, 60, 100);
+    let heading = uniform(random, 0, 2 * Math.PI);
+    return () => {
+      const speed = clamp(Math.abs(gaussian(random, 12, 8)), 0, 90);
+      heading += gaussian(random, 0, 0.3);
+      // About one report a second: km/h → degrees moved (1° of latitude ≈ 111 km).
+      lat += (Math.cos(heading) * speed) / 3600 / 111;
+      lon += (Math.sin(heading) * speed) / 3600 / 74;
+      battery = Math.max(0, battery - uniform(random, 0.03, 0.07));
+      return { battery: round(battery, 2), lat: round(lat, 6), lon: round(lon, 6), speed: round(speed, 1) };
+    };
+  },
+};
 
-/** Profiles are dealt round-robin: device 0 is a room sensor, device 1 a machine, and so on. */
+export const profiles: readonly Profile[] = [roomSensor, machine, tracker];
+
+/** Profiles are dealt round-robin: device 0 is a room sensor, device 1 a machine, device 2 a tracker, and so on. */
 export function profileForIndex(index: number): Profile {
   return profiles[index % profiles.length]!;
 }
