@@ -64,6 +64,16 @@ describe('FileLog on disk', () => {
     for (let i = 0; i < n; i++) await log.append('t', record('k', text(i), timestamp()));
   };
 
+  /** A closed log of one partition holding five records, each its own batch. */
+  const fiveRecordsOnDisk = async () => {
+    const dir = tempDir();
+    const first = open(dir);
+    await first.ensureTopic('t', 1);
+    await appendEach(first, 5);
+    await first.close();
+    return { dir, file: path.join(partitionDir(dir), '00000000000000000000.log') };
+  };
+
   it('rolls segments by size, names them by base offset with an index and a time index each, and reads across them', async () => {
     const dir = tempDir();
     const log = open(dir, { retention: { segmentBytes: 1024 } });
@@ -106,12 +116,7 @@ describe('FileLog on disk', () => {
   });
 
   it('cuts a torn last batch off on open, says how many bytes, and appends after it', async () => {
-    const dir = tempDir();
-    const first = open(dir);
-    await first.ensureTopic('t', 1);
-    await appendEach(first, 5);
-    await first.close();
-    const file = path.join(partitionDir(dir), '00000000000000000000.log');
+    const { dir, file } = await fiveRecordsOnDisk();
     fs.truncateSync(file, fs.statSync(file).size - 3);
 
     const { logger, lines } = capturingLogger();
@@ -125,12 +130,7 @@ describe('FileLog on disk', () => {
   });
 
   it('cuts the active segment off at a batch whose bytes were flipped, and never serves it', async () => {
-    const dir = tempDir();
-    const first = open(dir);
-    await first.ensureTopic('t', 1);
-    await appendEach(first, 5);
-    await first.close();
-    const file = path.join(partitionDir(dir), '00000000000000000000.log');
+    const { dir, file } = await fiveRecordsOnDisk();
     const bytes = fs.readFileSync(file);
     const batchBytes = bytes.length / 5; // five batches of the same size
     const inThird = 3 * batchBytes - 2; // a byte of the third record's value

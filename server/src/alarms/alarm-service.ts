@@ -32,7 +32,9 @@ export class AlarmService {
       delete: db.prepare('DELETE FROM alarm_conditions WHERE key = ?'),
     };
     for (const r of this.s.all.all() as { key: string; since: number; times: number }[]) this.conditions.set(r.key, { since: r.since, times: r.times });
-    this.transaction = <T>(fn: () => T): T => db.transaction(fn)();
+    // One transaction function, made once: evaluate() runs per message an alarm node sees.
+    const run = db.transaction((fn: () => unknown) => fn());
+    this.transaction = <T>(fn: () => T): T => run(fn) as T;
   }
 
   /** An alarm node saw a message. */
