@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { testConfig } from '../server/src/config.js';
 import { startSluice, type Sluice } from '../server/src/sluice.js';
 import { planDevices } from '../devices-sim/src/device-plan.js';
-import { OptionError, parseSimArgs, type SimOptions } from '../devices-sim/src/options.js';
+import { OptionError, parseSimArgs, simOptions, type SimOptions } from '../devices-sim/src/options.js';
 import { machine, profileForIndex, roomSensor, tracker } from '../devices-sim/src/profiles.js';
 import { deriveSeed, mulberry32 } from '../devices-sim/src/random.js';
 import { runSimulation, type SimulationSummary } from '../devices-sim/src/simulation.js';
@@ -39,11 +39,10 @@ describe('the device simulator against a real Sluice', () => {
   beforeAll(async () => {
     dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'sluice-sim-test-'));
     sluice = await startSluice(testConfig({ dataDir }), pino({ level: 'silent' }));
-    options = {
+    options = simOptions({
       url: `http://127.0.0.1:${sluice.ports.http}`, mqttUrl: `mqtt://127.0.0.1:${sluice.ports.mqtt}`,
-      adminToken: sluice.adminToken, devices: 3, rate: 5, qos: 1, durationSec: undefined, seed: 7, prefix: 'simtest-',
-      form: 'ts', late: 0, malformed: 0, anomalies: 0,
-    };
+      adminToken: sluice.adminToken, devices: 3, rate: 5, qos: 1, seed: 7, prefix: 'simtest-',
+    });
     const stop = new AbortController();
     setTimeout(() => stop.abort(), 2000);
     summary = await runSimulation(options, { signal: stop.signal });
@@ -110,6 +109,27 @@ describe('the device simulator against a real Sluice', () => {
     expect(late / total).toBeLessThan(0.45);
   });
 
+  it('publishes the same messages for the same seed, faults included, and others for another seed', async () => {
+    const T0 = 1_750_000_000_000;
+    const capture = async (seed: number) => {
+      const sent: string[][] = [[], [], []];
+      await runSimulation({ ...options, prefix: 'seeded-', seed, rate: 50, durationSec: 1, late: 0.3, malformed: 0.2, anomalies: 0.3 },
+        { now: () => T0, onPublish: (device, payload) => sent[device]!.push(payload) });
+      return sent;
+    };
+    const [first, second, other] = [await capture(11), await capture(11), await capture(12)];
+    for (let device = 0; device < 3; device++) {
+      const n = Math.min(first[device]!.length, second[device]!.length, other[device]!.length);
+      expect(n).toBeGreaterThan(20);
+      expect(second[device]!.slice(0, n)).toEqual(first[device]!.slice(0, n));
+      expect(other[device]!.slice(0, n)).not.toEqual(first[device]!.slice(0, n));
+    }
+    // The runs had faults in them: broken JSON, and timestamps moved into the past.
+    const all = first.flat();
+    expect(all.filter((p) => !isJson(p)).length).toBeGreaterThan(0);
+    expect(all.filter((p) => isJson(p) && (JSON.parse(p) as { ts: number }).ts < T0).length).toBeGreaterThan(0);
+  });
+
   it('reuses devices that already exist by name', async () => {
     const again = await runSimulation({ ...options, durationSec: 0.3 });
     expect(again).toMatchObject({ devices: 3, created: 0, reused: 3, errors: 0 });
@@ -117,6 +137,15 @@ describe('the device simulator against a real Sluice', () => {
     expect(devices.filter((d) => d.name.startsWith('simtest-'))).toHaveLength(3);
   });
 });
+
+const isJson = (text: string) => {
+  try {
+    JSON.parse(text);
+    return true;
+  } catch {
+    return false;
+  }
+};
 
 describe('seeded values', () => {
   const sequence = (seed: number, index: number) => {
@@ -176,6 +205,7 @@ describe('simulator options', () => {
       options: {
         url: 'http://localhost:8080', mqttUrl: 'mqtt://localhost:1883', adminToken: 'stored-token', devices: 10, rate: 1,
         qos: 1, durationSec: undefined, seed: 1, prefix: 'sim-', form: 'ts', late: 0, malformed: 0, anomalies: 0,
+        load: false, inflight: 16, tokensFile: undefined, reconnectMaxMs: 30_000, json: false,
       },
     });
   });
@@ -187,9 +217,16 @@ describe('simulator options', () => {
     expect(() => parseSimArgs([], { env: {}, readStoredAdminToken: () => undefined })).toThrow(/--admin-token/);
   });
 
+  it('takes load mode at the highest rate, and a tokens file in place of an admin token', () => {
+    const parsed = parseSimArgs(['--load', '--rate', 'max', '--inflight', '64', '--tokens-file', 't.json', '--json', '--reconnect-max', '2.5'],
+      { env: {}, readStoredAdminToken: () => undefined });
+    expect(parsed).toMatchObject({ options: { load: true, rate: 'max', inflight: 64, tokensFile: 't.json', adminToken: undefined, json: true, reconnectMaxMs: 2500 } });
+  });
+
   it.each([
     ['--devices', '0'], ['--devices', '1.5'], ['--rate', '0'], ['--rate', 'fast'], ['--qos', '2'],
     ['--duration', '-1'], ['--seed', 'x'], ['--url', 'localhost'], ['--mqtt-url', 'http://x'], ['--prefix', ''],
+    ['--rate', 'max'], ['--inflight', '0'], ['--inflight', '20000'], ['--reconnect-max', '0'], ['--tokens-file', ''],
   ])('refuses %s %j, naming the option', (flag, value) => {
     expect(() => parse(flag, value)).toThrow(OptionError);
     expect(() => parse(flag, value)).toThrow(flag);

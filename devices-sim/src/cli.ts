@@ -1,10 +1,12 @@
 import { OptionError, parseSimArgs, usage } from './options.js';
 import { ProvisionError } from './provision.js';
 import { runSimulation, summaryLine } from './simulation.js';
+import { TokensFileError } from './tokens-file.js';
 
 /**
  * `npm run sim -- [options]`: parse options, run until --duration ends or SIGINT/SIGTERM, print
- * the summary. Exit codes: 0 done, 1 could not run (server unreachable, token refused), 2 bad options.
+ * the summary. Exit codes: 0 done, 1 could not run (server unreachable, token refused, unreadable tokens
+ * file), 2 bad options.
  */
 async function main(): Promise<void> {
   let parsed;
@@ -34,11 +36,14 @@ async function main(): Promise<void> {
   process.on('SIGTERM', () => onSignal('SIGTERM'));
 
   try {
-    const summary = await runSimulation(parsed.options, { signal: stop.signal, report: (line) => process.stdout.write(`${line}\n`) });
-    process.stdout.write(`${summaryLine(summary)}\n`);
+    const { json } = parsed.options;
+    // With --json, stdout carries the summary only; progress goes to stderr.
+    const report = (line: string) => (json ? process.stderr : process.stdout).write(`${line}\n`);
+    const summary = await runSimulation(parsed.options, { signal: stop.signal, report });
+    process.stdout.write(`${json ? JSON.stringify(summary) : summaryLine(summary)}\n`);
     process.exit(0);
   } catch (err) {
-    if (!(err instanceof ProvisionError)) throw err;
+    if (!(err instanceof ProvisionError || err instanceof TokensFileError)) throw err;
     process.stderr.write(`sluice-sim: ${err.message}\n`);
     process.exit(1);
   }

@@ -1,7 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import mqtt, { type MqttClient } from 'mqtt';
 import type { PlannedDevice } from './device-plan.js';
-import type { Readings } from './profiles.js';
+import { backoffDelay, DEFAULT_BACKOFF, type BackoffOptions } from './backoff.js';
+import { deviceMessages, JITTER_STREAM, renderPayload } from './messages.js';
 import type { ProvisionedDevice } from './provision.js';
 import { deriveSeed, mulberry32 } from './random.js';
 
@@ -17,8 +18,12 @@ export interface FleetOptions {
   late?: number;
   malformed?: number;
   anomalies?: number;
+  /** Waits between reconnection attempts; 0.5 s doubling to 30 s by default. */
+  backoff?: BackoffOptions;
   /** Where message timestamps come from; Date.now unless a test drives it. */
   now?: () => number;
+  /** Sees each payload as it is published (tests). */
+  onPublish?: (deviceIndex: number, payload: string) => void;
 }
 
 export interface FleetStats {
@@ -30,15 +35,13 @@ export interface FleetStats {
   errors: number;
   /** Messages not sent because the device was offline at its turn. */
   skipped: number;
-  /** Connections lost while running; mqtt.js reconnects on its own. */
+  /** Connections lost while running; each device reconnects with backoff. */
   disconnects: number;
+  /** Connections made again after a loss. */
+  reconnects: number;
   lastError: string | undefined;
 }
 
-/** Random streams of a device, one per purpose, so jitter never shifts the values. */
-const VALUES_STREAM = 0;
-const JITTER_STREAM = 1;
-const FAULTS_STREAM = 2;
 /** Each gap between messages is the nominal interval ±20%. */
 const JITTER = 0.2;
 
@@ -55,7 +58,7 @@ interface SimulatedDevice {
  */
 export class Fleet {
   private readonly devices: SimulatedDevice[] = [];
-  private counts = { sent: 0, errors: 0, skipped: 0, disconnects: 0 };
+  private counts = { sent: 0, errors: 0, skipped: 0, disconnects: 0, reconnects: 0 };
   private lastError: string | undefined;
   private stopping: Promise<FleetStats> | undefined;
   /** Set once stop() has counted what is left in flight: later callbacks are not counted twice. */
@@ -101,10 +104,11 @@ export class Fleet {
   private startDevice(plan: PlannedDevice, registered: ProvisionedDevice): SimulatedDevice {
     const { rate, qos, seed } = this.options;
     const now = this.options.now ?? Date.now;
-    const readings = plan.profile.createDevice(mulberry32(deriveSeed(seed, plan.index, VALUES_STREAM)));
+    const { late = 0, malformed = 0, anomalies = 0 } = this.options;
+    const draw = deviceMessages(plan, seed, { late, malformed, anomalies });
     const jitter = mulberry32(deriveSeed(seed, plan.index, JITTER_STREAM));
-    const faults = mulberry32(deriveSeed(seed, plan.index, FAULTS_STREAM));
-    const { form = 'ts', late = 0, malformed = 0, anomalies = 0 } = this.options;
+    const form = this.options.form ?? 'ts';
+    const backoff = this.options.backoff ?? DEFAULT_BACKOFF;
     const intervalMs = 1000 / rate;
 
     const client = mqtt.connect(this.options.mqttUrl, {
@@ -112,10 +116,30 @@ export class Fleet {
       // Unique per run, so two simulators with the same prefix do not take over each other's sessions.
       clientId: `${registered.name}-${randomBytes(3).toString('hex')}`,
       clean: true,
-      reconnectPeriod: 1000,
+      reconnectPeriod: backoffDelay(0, backoff),
       connectTimeout: 5000,
     });
     const device: SimulatedDevice = { client, timer: undefined, inFlight: 0 };
+
+    // Backoff: mqtt.js waits `options.reconnectPeriod` before each attempt, read when the previous
+    // attempt fails, so each attempt sets the wait that follows it if it fails too.
+    let attempt = 0;
+    let lost = false;
+    client.on('offline', () => {
+      client.options.reconnectPeriod = backoffDelay(0, backoff);
+      if (!this.stopping) {
+        this.counts.disconnects++;
+        lost = true;
+      }
+    });
+    client.on('reconnect', () => {
+      client.options.reconnectPeriod = backoffDelay(++attempt, backoff);
+    });
+    client.on('connect', () => {
+      attempt = 0;
+      if (lost && !this.stopping) this.counts.reconnects++;
+      lost = false;
+    });
 
     const tick = () => {
       if (this.stopping) return;
@@ -124,20 +148,8 @@ export class Fleet {
       device.timer = setTimeout(tick, intervalMs * (1 - JITTER + 2 * JITTER * jitter()));
     };
     const publish = (now: number) => {
-      const values: Readings = readings(now);
-      // One draw per knob per message, always in this order: the same seed gives the same faults.
-      const isLate = faults() < late;
-      const lateBy = 1000 + Math.floor(faults() * 59_000);
-      const isMalformed = faults() < malformed;
-      const isAnomaly = faults() < anomalies;
-      const keys = Object.keys(values);
-      const spiked = keys[Math.floor(faults() * keys.length)];
-      if (isAnomaly && spiked !== undefined) values[spiked] = Math.round(values[spiked]! * 3 * 100) / 100;
-      const ts = isLate ? now - lateBy : now;
-      const payload = isMalformed ? `{"ts": ${ts}, "values": {` // cut short: not JSON
-        : form === 'flat' ? JSON.stringify(values)
-          : form === 'array' ? JSON.stringify([{ ts, values }])
-            : JSON.stringify({ ts, values });
+      const payload = renderPayload(form, now, draw(now));
+      this.options.onPublish?.(plan.index, payload);
       device.inFlight++;
       client.publish(TELEMETRY_TOPIC, payload, { qos }, (err) => {
         device.inFlight--;
@@ -154,9 +166,6 @@ export class Fleet {
     });
     client.on('error', (err) => {
       if (!this.tallied) this.recordError(err);
-    });
-    client.on('offline', () => {
-      if (!this.stopping) this.counts.disconnects++;
     });
     return device;
   }

@@ -1,3 +1,4 @@
+import { simOptions } from '../../devices-sim/src/options.js';
 import { runSimulation, type SimulationSummary } from '../../devices-sim/src/simulation.js';
 import type { Logger } from './logger.js';
 
@@ -16,21 +17,19 @@ export const DEMO_DEVICES = 50;
 export function startDemoFleet(ports: { mqtt: number; http: number }, adminToken: string, logger: Logger,
   options: { devices?: number; rate?: number } = {}): DemoFleet {
   const abort = new AbortController();
-  const run = runSimulation({
+  const run = runSimulation(simOptions({
     url: `http://127.0.0.1:${ports.http}`,
     mqttUrl: `mqtt://127.0.0.1:${ports.mqtt}`,
     adminToken,
     devices: options.devices ?? DEMO_DEVICES,
     rate: options.rate ?? 1,
     qos: 1,
-    durationSec: undefined,
     seed: 1,
     prefix: 'demo-',
-    form: 'ts',
     late: 0.02,
     malformed: 0.005,
     anomalies: 0.01,
-  }, { signal: abort.signal, report: (line) => logger.info(`demo: ${line}`), progressIntervalMs: 30_000 });
+  }), { signal: abort.signal, report: (line) => logger.info(`demo: ${line}`), progressIntervalMs: 30_000 });
   const done = run.then((summary) => summary, (err: unknown) => {
     logger.error({ err }, 'demo: the simulator stopped with an error');
     return undefined;
