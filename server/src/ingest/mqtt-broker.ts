@@ -5,10 +5,13 @@ import type { Metrics } from '../metrics.js';
 import type { Device, DeviceRegistry } from '../storage/device-registry.js';
 import { deviceMaySubscribe, kindOfDeviceTopic, publishTopicList } from './device-topics.js';
 import type { Ingest } from './ingest.js';
+import { InflightGate } from './inflight-gate.js';
 
 /** CONNACK return codes of MQTT 3.1.1 (section 3.2.2.3). */
 const SERVER_UNAVAILABLE = 3;
 const BAD_USERNAME_OR_PASSWORD = 4;
+/** Device messages being appended at once before connections are held back (about 1 KB of memory each). */
+const DEFAULT_MAX_INFLIGHT_MESSAGES = 100_000;
 
 export interface MqttBroker {
   server: net.Server;
@@ -22,6 +25,8 @@ export interface MqttBrokerOptions {
   ingest: Ingest;
   metrics: Metrics;
   logger: Logger;
+  /** Device messages in flight (arrived, not yet in the log) before connections stop being read. */
+  maxInflightMessages?: number;
 }
 
 /**
@@ -33,6 +38,7 @@ export async function startMqttBroker(options: MqttBrokerOptions): Promise<MqttB
   const { registry, ingest, metrics, logger } = options;
   const devices = new WeakMap<Client, Device>();
   const clientsByDevice = new Map<string, Set<Client>>();
+  const gate = new InflightGate(options.maxInflightMessages ?? DEFAULT_MAX_INFLIGHT_MESSAGES);
 
   const broker = await Aedes.createBroker({
     // A session's client id is the device's business; ThingsBoard clients send long ones.
@@ -62,9 +68,12 @@ export async function startMqttBroker(options: MqttBrokerOptions): Promise<MqttB
       packet.retain = false;
       // [MQTT-4.3.3-2] A QoS 2 PUBLISH whose packet id is still awaiting PUBREL is a retransmission:
       // it was appended the first time, so it must not be appended again (aedes answers PUBREC).
-      const first = packet.qos === 2 ? isNewQos2(client, packet) : Promise.resolve(true);
-      first.then((isNew) => (isNew ? handleDevicePublish(device, packet) : undefined))
-        .then(() => done(null), (err: Error) => done(err));
+      gate.enter();
+      const ok = () => gate.leave(() => done(null));
+      const failed = (err: Error) => gate.leave(() => done(err));
+      // Per message: QoS 0 and 1 go straight to the append, one promise each.
+      if (packet.qos !== 2) return void handleDevicePublish(device, packet).then(ok, failed);
+      isNewQos2(client, packet).then((isNew) => (isNew ? handleDevicePublish(device, packet) : undefined)).then(ok, failed);
     },
     authorizeSubscribe(client, subscription: Subscription, done) {
       if (client && devices.has(client) && !deviceMaySubscribe(subscription.topic)) {

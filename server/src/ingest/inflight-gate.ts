@@ -1,0 +1,37 @@
+/**
+ * Back-pressure at the socket: counts device messages between arrival and their append to the
+ * log, and while more than `limit` are in flight, holds each connection's "done" (aedes reads a
+ * connection's next packets only after the previous ones are done). The connections that wait
+ * stop reading, TCP pushes back on the devices, and memory stays bounded by `limit` messages plus
+ * one socket read per connection, however far ingest falls behind.
+ */
+export class InflightGate {
+  private inflight = 0;
+  private readonly held: Array<() => void> = [];
+
+  constructor(private readonly limit: number) {}
+
+  /** A message arrived and is being appended. */
+  enter(): void {
+    this.inflight++;
+  }
+
+  /** The message is appended (or refused): `resume` lets its connection read on, now or once in-flight messages drop below the limit. */
+  leave(resume: () => void): void {
+    this.inflight--;
+    if (this.inflight > this.limit) this.held.push(resume);
+    else {
+      resume();
+      this.releaseHeld();
+    }
+  }
+
+  /** Messages in flight, and connections held back. */
+  stats(): { inflight: number; held: number } {
+    return { inflight: this.inflight, held: this.held.length };
+  }
+
+  private releaseHeld(): void {
+    while (this.held.length > 0 && this.inflight <= this.limit) this.held.shift()!();
+  }
+}
