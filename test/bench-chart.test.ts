@@ -24,6 +24,7 @@ describe('the benchmark chart', () => {
     expect(svg.trimStart().startsWith('<svg')).toBe(true);
     expect(svg.trimEnd().endsWith('</svg>')).toBe(true);
     for (const text of ['Sluice QoS 1, max', 'Mosquitto QoS 0, max', '10,000']) expect(svg).toContain(text);
+    for (const title of ['Throughput', 'Latency', 'memory by connection count', '1,000 connections']) expect(svg).toContain(title);
   });
 
   it('changes with the data', async () => {

@@ -14,7 +14,7 @@ import type { BenchResults } from './results.js';
 
 /** Width of each panel's plotting area; axes and padding bring the whole chart to about 900 px. */
 const PANEL_WIDTH = 780;
-const PANEL_HEIGHT = 260;
+const PANEL_HEIGHT = 220;
 
 const fmt = (n: number): string => n.toLocaleString('en-US', { maximumFractionDigits: 0 });
 
@@ -33,28 +33,29 @@ function barPanel(opts: {
   labelAngle?: number;
 }): Panel {
   const order = [...new Set(opts.values.map((v) => String(v[opts.x])))];
+  const series = opts.series;
+  const seriesOrder = series ? [...new Set(opts.values.map((v) => String(v[series])))] : [];
   return {
     title: opts.title,
     width: PANEL_WIDTH,
     height: PANEL_HEIGHT,
     data: { values: opts.values },
-    mark: { type: 'bar', tooltip: true },
     encoding: {
-      x: {
-        field: opts.x,
-        type: 'nominal',
-        sort: order,
-        title: opts.xTitle,
-        axis: { labelAngle: opts.labelAngle ?? 0, labelLimit: 400 },
-      },
+      x: { field: opts.x, type: 'nominal', sort: order, title: opts.xTitle, axis: { labelAngle: opts.labelAngle ?? 0, labelLimit: 400 } },
       y: { field: opts.y, type: 'quantitative', title: opts.yTitle, axis: { format: ',~r' } },
-      ...(opts.series
-        ? {
-            xOffset: { field: opts.series, type: 'nominal' },
-            color: { field: opts.series, type: 'nominal', title: null, legend: { orient: 'top' } },
-          }
-        : {}),
+      ...(series && {
+        xOffset: { field: series, type: 'nominal', sort: seriesOrder },
+        color: { field: series, type: 'nominal', sort: seriesOrder, title: null, legend: { orient: 'top' } },
+      }),
     },
+    // Bars, each with its value on top (so small values next to large ones stay readable).
+    layer: [
+      { mark: { type: 'bar', tooltip: true } },
+      {
+        mark: { type: 'text', baseline: 'bottom', dy: -2, fontSize: 10 },
+        encoding: { text: { field: opts.y, type: 'quantitative', format: ',.0f' }, color: { value: '#333' } },
+      },
+    ],
   };
 }
 
@@ -107,9 +108,12 @@ export function benchChartSpec(results: BenchResults): TopLevelSpec {
     $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
     title: {
       text: 'Sluice end-to-end benchmarks',
-      subtitle: `${results.date} · ${results.machine} · Node ${results.node}`,
+      subtitle: `${results.date} · ${results.machine}`,
+      offset: 16,
     },
     spacing: 40,
+    // Each panel keeps its own colours, legend and bar offsets.
+    resolve: { scale: { color: 'independent', xOffset: 'independent' }, legend: { color: 'independent' } },
     config: { font: 'Helvetica, Arial, sans-serif', title: { anchor: 'start' } },
     vconcat: panels,
   };
