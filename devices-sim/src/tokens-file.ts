@@ -1,6 +1,5 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import type { PlannedDevice } from './device-plan.js';
 import type { ProvisionedDevice } from './provision.js';
 
 /**
@@ -48,9 +47,4 @@ export function writeTokensFile(file: string, devices: ProvisionedDevice[]): voi
   const temp = path.join(path.dirname(file), `.${path.basename(file)}.${process.pid}.tmp`);
   fs.writeFileSync(temp, `${JSON.stringify(json, null, 1)}\n`, { mode: 0o600 });
   fs.renameSync(temp, file);
-}
-
-/** The planned devices the file does not hold. */
-export function missingFrom(known: Map<string, ProvisionedDevice>, planned: PlannedDevice[]): PlannedDevice[] {
-  return planned.filter((p) => !known.has(p.name));
 }
