@@ -19,6 +19,7 @@ import { publicAlarm } from './alarms/alarm-service.js';
 import { openDatabase } from './storage/database.js';
 import { DeviceRegistry } from './storage/device-registry.js';
 import { STORAGE_GROUP, startStorageConsumer } from './storage/storage-consumer.js';
+import { startStorageWorker } from './storage/storage-worker-client.js';
 import { TimeSeriesStore } from './storage/timeseries.js';
 import { TELEMETRY_TOPIC } from './telemetry/device-message.js';
 
@@ -51,11 +52,14 @@ export async function startSluice(config: Config, logger: Logger, clock: Clock =
   }
   await log.ensureTopic(WINDOWS_TOPIC, config.partitions);
   const db = openDatabase(config.dataDir);
+  // The storage worker writes most and checkpoints the WAL; this thread never does it inline.
+  db.pragma('wal_autocheckpoint = 0');
   const registry = new DeviceRegistry(db, clock);
   const store = new TimeSeriesStore(db);
   const metrics = createMetrics(log, log.stats);
+  const storageWorker = startStorageWorker(config.dataDir, logger.child({ component: 'storage' }));
   const rules = createRulesRuntime({
-    db, rulesDir: config.rulesDir, log, registry, store, logger: logger.child({ component: 'rules' }), alarmRetry: config.alarmRetry,
+    db, rulesDir: config.rulesDir, log, registry, writes: storageWorker, logger: logger.child({ component: 'rules' }), alarmRetry: config.alarmRetry,
     onOffsetReset: (partition) => metrics.consumerOffsetResets.inc({ group: RULES_GROUP, topic: TELEMETRY_TOPIC, partition }),
     onWindowsOffsetReset: (partition) => metrics.consumerOffsetResets.inc({ group: WINDOW_RULES_GROUP, topic: WINDOWS_TOPIC, partition }),
   });
@@ -75,7 +79,7 @@ export async function startSluice(config: Config, logger: Logger, clock: Clock =
   rules.onAlarm((alarm) => realtime.publishAlarm(publicAlarm(alarm)));
 
   const storage = startStorageConsumer({
-    log, dataDir: config.dataDir, logger: logger.child({ component: 'storage' }),
+    log, worker: storageWorker, logger: logger.child({ component: 'storage' }),
     onOffsetReset: (partition) => metrics.consumerOffsetResets.inc({ group: STORAGE_GROUP, topic: TELEMETRY_TOPIC, partition }),
     wantsLiveTelemetry: () => realtime.hasClients(),
     onStored(outcome) {
@@ -109,6 +113,7 @@ export async function startSluice(config: Config, logger: Logger, clock: Clock =
         await storage.caughtUp();
         await storage.stop();
         await rules.stop();
+        await storageWorker.close();
         await log.close();
         db.close();
       })();

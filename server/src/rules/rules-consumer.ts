@@ -15,7 +15,7 @@ export interface RulesConsumerOptions {
   engine: RuleEngine;
   logger: Logger;
   /** Called after each batch went through the rules, with where the partition now stands (sinks flush here). */
-  afterBatch?: (partition: number, nextOffset: number) => void;
+  afterBatch?: (partition: number, nextOffset: number) => void | Promise<void>;
   onOffsetReset?: ConsumerOptions['onOffsetReset'];
   startAt?: ConsumerOptions['startAt'];
 }
@@ -38,7 +38,7 @@ export function startRulesConsumer(options: RulesConsumerOptions): Consumer {
     handle(records) {
       engine.process(toMessages(records, registry, ruleDevice, (d) => engine.wantsDevice(d)));
       const last = records[records.length - 1]!;
-      afterBatch?.(last.partition, last.offset + 1);
+      return afterBatch?.(last.partition, last.offset + 1);
     },
   });
 }
@@ -68,7 +68,7 @@ export const WINDOW_RULES_GROUP = 'rules-windows';
  * the rules with `"input": "windows"` — values are the aggregates, ts the window end, the device
  * the group when it is a device (else a stand-in named after the group), metadata the window.
  */
-export function startWindowRulesConsumer(options: Omit<RulesConsumerOptions, 'afterBatch' | 'startAt'> & { topic: string; afterBatch?: () => void }): Consumer {
+export function startWindowRulesConsumer(options: Omit<RulesConsumerOptions, 'afterBatch' | 'startAt'> & { topic: string; afterBatch?: () => void | Promise<void> }): Consumer {
   const { log, registry, engine, logger, onOffsetReset, topic, afterBatch } = options;
   return startConsumer({
     log, logger, group: WINDOW_RULES_GROUP, topic, onOffsetReset,
@@ -94,7 +94,7 @@ export function startWindowRulesConsumer(options: Omit<RulesConsumerOptions, 'af
         });
       }
       engine.process(messages, 'windows');
-      afterBatch?.();
+      return afterBatch?.();
     },
   });
 }

@@ -3,7 +3,8 @@ import type { Log } from '../log/types.js';
 import type { Logger } from '../logger.js';
 import type { Db } from '../storage/database.js';
 import type { DeviceRegistry } from '../storage/device-registry.js';
-import type { StoredBatch, TimeSeriesStore } from '../storage/timeseries.js';
+import type { StoredBatch } from '../storage/timeseries.js';
+import type { StorageWorkerClient } from '../storage/storage-worker-client.js';
 import type { RuleSinks } from './message.js';
 import { RuleEngine } from './rule-engine.js';
 import { RuleService } from './rule-service.js';
@@ -45,7 +46,8 @@ export interface RulesRuntimeOptions {
   rulesDir: string;
   log: Log;
   registry: DeviceRegistry;
-  store: TimeSeriesStore;
+  /** Where rules' saved values, window results and checkpoints are written (the storage worker). */
+  writes: Pick<StorageWorkerClient, 'writeSaved' | 'writeWindowResult' | 'writeCheckpoint'>;
   logger: Logger;
   onOffsetReset?: (partition: number) => void;
   onWindowsOffsetReset?: (partition: number) => void;
@@ -69,10 +71,12 @@ export function createRulesRuntime(o: RulesRuntimeOptions): RulesRuntime {
   const windowListeners: ((r: StoredWindowResult) => void)[] = [];
   const windows = new WindowEngine({
     result(r) {
-      windowStore.save(r, Date.now());
       const slash = r.rule.lastIndexOf('/');
       const stored: StoredWindowResult = { rule: r.rule.slice(0, slash), node: r.rule.slice(slash + 1), group: r.group, start: r.start, end: r.end, values: r.values, final: r.final };
-      for (const l of windowListeners) l(stored);
+      // Stored by the storage worker; pushed live once it is (so GET /api/windows has it then).
+      o.writes.writeWindowResult(r, Date.now()).then(
+        () => { for (const l of windowListeners) l(stored); },
+        (err: unknown) => o.logger.error({ err, rule: stored.rule, group: stored.group, start: stored.start }, 'could not store a window result'));
       // Other consumers (alarms, rules) read window results from the `windows` topic.
       o.log.append(WINDOWS_TOPIC, { key: `${stored.rule}/${stored.group}`, value: Buffer.from(JSON.stringify({ ...stored, update: r.update })), timestamp: r.end })
         .catch((err: unknown) => o.logger.error({ err }, 'could not append a window result to the windows topic'));
@@ -85,20 +89,24 @@ export function createRulesRuntime(o: RulesRuntimeOptions): RulesRuntime {
   if (restored) windows.restore(restored.state);
   const processed: number[] = restored ? [...restored.offsets] : [];
   let dirty = false;
-  const saveCheckpoint = () => {
+  /**
+   * The state and offsets as they are now, written after every window result emitted before
+   * (the storage worker keeps the order); a failed write is tried again at the next tick.
+   */
+  const saveCheckpoint = async () => {
     if (!dirty) return;
     dirty = false;
-    checkpoint.save({ offsets: processed, state: windows.snapshot() }, Date.now());
-  };
-  engine.onChange = () => windows.retainRules(new Set(engine.rules().map((r) => r.id)));
-  const tick = setInterval(() => {
-    windows.tick();
     try {
-      saveCheckpoint();
+      await o.writes.writeCheckpoint({ offsets: [...processed], state: windows.snapshot() }, Date.now());
     } catch (err) {
       dirty = true;
       o.logger.error({ err }, 'could not save the window checkpoint; trying again');
     }
+  };
+  engine.onChange = () => windows.retainRules(new Set(engine.rules().map((r) => r.id)));
+  const tick = setInterval(() => {
+    windows.tick();
+    void saveCheckpoint();
   }, WINDOW_TICK_MS);
   tick.unref();
   const sinks: RuleSinks = {
@@ -112,12 +120,15 @@ export function createRulesRuntime(o: RulesRuntimeOptions): RulesRuntime {
     log: (level, fields, text) => o.logger[level](fields, text),
   };
   const service = new RuleService(o.db, o.rulesDir, engine, sinks, o.logger);
-  /** What `save` nodes collected during a batch, written in one transaction after it. */
-  const flushSaved = () => {
+  /**
+   * What `save` nodes collected during a batch, written in one transaction after it; the batch
+   * is committed only once that is done (at-least-once, like the storage group).
+   */
+  const flushSaved = async () => {
     if (saved.telemetry.length === 0) return;
     const batch = saved;
     saved = { telemetry: [], attributes: [] };
-    o.store.write(batch);
+    await o.writes.writeSaved(batch);
   };
   let consumer: Consumer | undefined;
   let windowConsumer: Consumer | undefined;
@@ -131,10 +142,10 @@ export function createRulesRuntime(o: RulesRuntimeOptions): RulesRuntime {
       consumer = startRulesConsumer({
         log: o.log, registry: o.registry, engine, logger: o.logger, onOffsetReset: o.onOffsetReset,
         startAt: (partition) => processed[partition],
-        afterBatch(partition, nextOffset) {
+        async afterBatch(partition, nextOffset) {
+          await flushSaved();
           processed[partition] = nextOffset;
           dirty = true;
-          flushSaved();
         },
       });
       windowConsumer = startWindowRulesConsumer({
@@ -151,7 +162,7 @@ export function createRulesRuntime(o: RulesRuntimeOptions): RulesRuntime {
       outbox.stop();
       await consumer?.stop();
       await windowConsumer?.stop();
-      saveCheckpoint();
+      await saveCheckpoint();
       webhooks.close();
     },
   };

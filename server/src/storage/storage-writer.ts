@@ -18,8 +18,7 @@ export interface WriteOutcome {
  * of devices that no longer exist are dropped: their data went with them, and the check runs in
  * the same transaction as the write, so a concurrent delete leaves nothing behind.
  */
-export function createStorageWriter(db: Db): (packed: PackedRecords, live: boolean) => WriteOutcome {
-  const store = new TimeSeriesStore(db);
+export function createStorageWriter(db: Db, store = new TimeSeriesStore(db)): (packed: PackedRecords, live: boolean) => WriteOutcome {
   const deviceExists = db.prepare('SELECT 1 FROM devices WHERE id = ?').pluck();
   const write = db.transaction((packed: PackedRecords, live: boolean): WriteOutcome => {
     const batch: StoredBatch = { telemetry: [], attributes: [] };

@@ -1,0 +1,78 @@
+import { Worker } from 'node:worker_threads';
+import type { Logger } from '../logger.js';
+import { transferList, type PackedRecords } from './packed-records.js';
+import type { StoredBatch } from './timeseries.js';
+import type { Checkpoint } from '../windows/window-checkpoint.js';
+import type { WindowResult } from '../windows/window-operator.js';
+import type { WriteReply, WriteRequest, WriteRequestBody } from './storage-worker.js';
+import type { WriteOutcome } from './storage-writer.js';
+
+/**
+ * The main thread's side of the storage worker, the one thread that writes what flows with the
+ * data to SQLite: log batches (storage group), what rules' `save` nodes collected, window results
+ * and checkpoints. The broker's thread never waits on SQLite's write lock for them.
+ */
+export interface StorageWorkerClient {
+  /** Writes a batch of log records; resolves with what was stored once it is committed. */
+  writeRecords(packed: PackedRecords, live: boolean): Promise<WriteOutcome>;
+  /** Writes values that rules saved; resolves once they are committed. */
+  writeSaved(batch: StoredBatch): Promise<void>;
+  /** Stores a window result (replacing an earlier one of the same window). */
+  writeWindowResult(result: WindowResult, now: number): Promise<void>;
+  /** Replaces the window engine's checkpoint; written after every request sent before it. */
+  writeCheckpoint(checkpoint: Checkpoint, now: number): Promise<void>;
+  /** Closes the worker's database and ends the thread (after the requests in flight). */
+  close(): Promise<void>;
+}
+
+export function startStorageWorker(dataDir: string, logger: Logger): StorageWorkerClient {
+  const worker = new Worker(new URL('./storage-worker-entry.mjs', import.meta.url), { workerData: { dataDir } });
+  const waiting = new Map<number, { resolve: (o: WriteOutcome | undefined) => void; reject: (e: Error) => void }>();
+  let nextId = 1;
+  let failure: Error | undefined;
+  let closing: Promise<void> | undefined;
+  worker.on('message', (reply: WriteReply | 'closed') => {
+    if (reply === 'closed') return;
+    const w = waiting.get(reply.id);
+    waiting.delete(reply.id);
+    if ('error' in reply) w?.reject(new Error(`storage worker: ${reply.error}`));
+    else w?.resolve(reply.outcome);
+  });
+  const failAll = (err: Error) => {
+    failure = err;
+    for (const w of waiting.values()) w.reject(err);
+    waiting.clear();
+  };
+  worker.on('error', (err) => {
+    logger.fatal({ err }, 'the storage worker failed');
+    failAll(err);
+  });
+  worker.on('exit', (code) => failAll(new Error(`the storage worker exited (${code})`)));
+
+  const request = (message: WriteRequestBody, transfer: ArrayBuffer[] = []): Promise<WriteOutcome | undefined> => {
+    if (failure) return Promise.reject(failure);
+    if (closing) return Promise.reject(new Error('the storage worker is closing'));
+    return new Promise((resolve, reject) => {
+      const id = nextId++;
+      waiting.set(id, { resolve, reject });
+      worker.postMessage({ ...message, id } satisfies WriteRequest, transfer);
+    });
+  };
+
+  return {
+    writeRecords: (packed, live) => request({ kind: 'records', packed, live }, transferList(packed)) as Promise<WriteOutcome>,
+    writeSaved: async (batch) => { await request({ kind: 'saved', batch }); },
+    writeWindowResult: async (result, now) => { await request({ kind: 'window', result, now }); },
+    writeCheckpoint: async (checkpoint, now) => { await request({ kind: 'checkpoint', checkpoint, now }); },
+    close() {
+      closing ??= (async () => {
+        if (failure) return;
+        const closed = new Promise<void>((resolve) => worker.on('message', (m) => { if (m === 'closed') resolve(); }));
+        worker.postMessage('close');
+        await closed;
+        await worker.terminate();
+      })();
+      return closing;
+    },
+  };
+}
