@@ -5,6 +5,7 @@ import type { Log } from '../log/types.js';
 import type { Logger } from '../logger.js';
 import type { DeviceEntries } from '../storage/timeseries.js';
 import type { StoredWindowResult } from '../windows/window-store.js';
+import { writeFramesTogetherForClients } from './websocket-frames.js';
 
 export interface Stats {
   ts: number;
@@ -31,6 +32,7 @@ export interface RealtimeServer {
  */
 export function startRealtime(httpServer: http.Server, adminToken: string, log: Log, logger: Logger): RealtimeServer {
   const io = new Server(httpServer, { serveClient: false });
+  writeFramesTogetherForClients(io.engine);
   io.use((socket, next) => {
     const token = (socket.handshake.auth as { token?: unknown }).token;
     if (typeof token === 'string' && tokensEqual(token, adminToken)) return next();
