@@ -12,11 +12,21 @@ export interface ChildServer {
   exited: Promise<number | null>;
 }
 
-/** Sluice as users run it: `tsx server/src/main.ts` in its own process. */
+/** The node flags of `npm start` (package.json), e.g. the heap's young generation size. */
+export function startScriptNodeFlags(): string[] {
+  const pkg = JSON.parse(fs.readFileSync(path.join(repoRoot, 'package.json'), 'utf8')) as { scripts: { start: string } };
+  const words = pkg.scripts.start.split(' ');
+  if (words[0] !== 'node' || !pkg.scripts.start.endsWith('--import tsx server/src/main.ts')) {
+    throw new Error(`package.json's start script is not "node [flags] --import tsx server/src/main.ts": ${pkg.scripts.start}`);
+  }
+  return words.slice(1, words.indexOf('--import'));
+}
+
+/** Sluice as users run it (`npm start`: node with its flags, tsx, server/src/main.ts) in its own process. */
 export function spawnSluice(args: string[], env: Record<string, string> = {}): { child: ChildProcess; output: () => string; exited: Promise<number | null> } {
   // SLUICE_NODE_OPTIONS adds node flags the environment cannot carry, e.g. --cpu-prof for a benchmark.
   const nodeFlags = process.env.SLUICE_NODE_OPTIONS?.split(' ').filter((f) => f.length > 0) ?? [];
-  const child = spawn(process.execPath, [...nodeFlags, '--import', 'tsx', 'server/src/main.ts', ...args], {
+  const child = spawn(process.execPath, [...startScriptNodeFlags(), ...nodeFlags, '--import', 'tsx', 'server/src/main.ts', ...args], {
     cwd: repoRoot,
     env: { ...process.env, LOG_FORMAT: 'json', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],

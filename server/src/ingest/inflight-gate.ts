@@ -5,9 +5,9 @@
  * stop reading, TCP pushes back on the devices, and memory stays bounded by `limit` messages plus
  * one socket read per connection, however far ingest falls behind.
  */
-export class InflightGate {
+export class InflightGate<E = Error | null> {
   private inflight = 0;
-  private readonly held: Array<() => void> = [];
+  private readonly held: Array<[(err: E) => void, E]> = [];
 
   constructor(private readonly limit: number) {}
 
@@ -16,12 +16,15 @@ export class InflightGate {
     this.inflight++;
   }
 
-  /** The message is appended (or refused): `resume` lets its connection read on, now or once in-flight messages drop below the limit. */
-  leave(resume: () => void): void {
+  /**
+   * The message is appended (or refused): `resume(outcome)` lets its connection read on, now or
+   * once in-flight messages drop below the limit.
+   */
+  leave(resume: (outcome: E) => void, outcome: E): void {
     this.inflight--;
-    if (this.inflight > this.limit) this.held.push(resume);
+    if (this.inflight > this.limit) this.held.push([resume, outcome]);
     else {
-      resume();
+      resume(outcome);
       this.releaseHeld();
     }
   }
@@ -32,6 +35,9 @@ export class InflightGate {
   }
 
   private releaseHeld(): void {
-    while (this.held.length > 0 && this.inflight <= this.limit) this.held.shift()!();
+    while (this.held.length > 0 && this.inflight <= this.limit) {
+      const [resume, outcome] = this.held.shift()!;
+      resume(outcome);
+    }
   }
 }

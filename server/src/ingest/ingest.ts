@@ -21,8 +21,12 @@ export type IngestOutcome =
  */
 const LOG_FULL_HOLD_MS = 1000;
 
+const ACCEPTED: IngestOutcome = Object.freeze({ accepted: true });
+
 export class Ingest {
   private logFullUntil = 0;
+  /** messagesIn with its labels bound, per transport and kind: counting costs no label lookup per message. */
+  private readonly acceptedCounters = new Map<string, { inc(): void }>();
   private lastAppendErrorLoggedAt = -Infinity;
   constructor(
     private readonly log: Log,
@@ -46,8 +50,15 @@ export class Ingest {
     } catch (err) {
       throw this.appendFailed(err, device.id);
     }
-    this.metrics.messagesIn.inc({ transport, kind });
-    return { accepted: true };
+    this.acceptedCounter(transport, kind).inc();
+    return ACCEPTED;
+  }
+
+  private acceptedCounter(transport: Transport, kind: MessageKind): { inc(): void } {
+    const key = `${transport}/${kind}`;
+    let counter = this.acceptedCounters.get(key);
+    if (!counter) this.acceptedCounters.set(key, (counter = this.metrics.messagesIn.labels({ transport, kind })));
+    return counter;
   }
 
   /**
