@@ -76,15 +76,15 @@ export async function startSluice(config: Config, logger: Logger, clock: Clock =
   const httpServer = http.createServer(app);
   const realtime = startRealtime(httpServer, adminToken, log, logger.child({ component: 'realtime' }));
   rules.onWindowResult((r) => realtime.publishWindow(r));
+  ingest.onTelemetry((deviceId, entries) => realtime.publishTelemetry(deviceId, entries));
   rules.onAlarm((alarm) => realtime.publishAlarm(publicAlarm(alarm)));
 
   const storage = startStorageConsumer({
     log, worker: storageWorker, logger: logger.child({ component: 'storage' }),
     onOffsetReset: (partition) => metrics.consumerOffsetResets.inc({ group: STORAGE_GROUP, topic: TELEMETRY_TOPIC, partition }),
-    wantsLiveTelemetry: () => realtime.hasClients(),
     onStored(outcome) {
       metrics.pointsStored.inc(outcome.points);
-      realtime.publishStored(outcome.messages, outcome.telemetry);
+      realtime.countStored(outcome.messages);
     },
   });
 

@@ -33,8 +33,10 @@ export class AlarmService {
     };
     for (const r of this.s.all.all() as { key: string; since: number; times: number }[]) this.conditions.set(r.key, { since: r.since, times: r.times });
     // One transaction function, made once: evaluate() runs per message an alarm node sees.
+    // IMMEDIATE: take the write lock first. A deferred transaction that reads, then writes after
+    // the storage worker committed, fails at once with SQLITE_BUSY_SNAPSHOT instead of waiting.
     const run = db.transaction((fn: () => unknown) => fn());
-    this.transaction = <T>(fn: () => T): T => run(fn) as T;
+    this.transaction = <T>(fn: () => T): T => run.immediate(fn) as T;
   }
 
   /** An alarm node saw a message. */

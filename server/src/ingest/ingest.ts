@@ -5,7 +5,7 @@ import type { Logger } from '../logger.js';
 import type { Metrics } from '../metrics.js';
 import type { Device } from '../storage/device-registry.js';
 import { TELEMETRY_TOPIC, toLogRecord, type MessageKind } from '../telemetry/device-message.js';
-import { parseTelemetryPayload, type RejectionCategory } from '../telemetry/payload.js';
+import { parseTelemetryPayload, type RejectionCategory, type TelemetryEntry } from '../telemetry/payload.js';
 import type { RejectedMessages } from './rejected-messages.js';
 
 export type Transport = 'mqtt' | 'http';
@@ -27,6 +27,7 @@ export class Ingest {
   private logFullUntil = 0;
   /** messagesIn with its labels bound, per transport and kind: counting costs no label lookup per message. */
   private readonly acceptedCounters = new Map<string, { inc(): void }>();
+  private telemetryListener: ((deviceId: string, entries: TelemetryEntry[]) => void) | undefined;
   private lastAppendErrorLoggedAt = -Infinity;
   constructor(
     private readonly log: Log,
@@ -51,7 +52,16 @@ export class Ingest {
       throw this.appendFailed(err, device.id);
     }
     this.acceptedCounter(transport, kind).inc();
+    if (kind === 'telemetry') this.telemetryListener?.(device.id, parsed.entries);
     return ACCEPTED;
+  }
+
+  /**
+   * Called with the values of each telemetry message once it is in the durable log (the live push):
+   * they were parsed for validation already, so the dashboards get them without another parse.
+   */
+  onTelemetry(listener: (deviceId: string, entries: TelemetryEntry[]) => void): void {
+    this.telemetryListener = listener;
   }
 
   private acceptedCounter(transport: Transport, kind: MessageKind): { inc(): void } {

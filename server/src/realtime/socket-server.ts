@@ -3,7 +3,7 @@ import { Server } from 'socket.io';
 import { tokensEqual } from '../api/auth.js';
 import type { Log } from '../log/types.js';
 import type { Logger } from '../logger.js';
-import type { DeviceEntries } from '../storage/timeseries.js';
+import type { TelemetryEntry } from '../telemetry/payload.js';
 import type { StoredWindowResult } from '../windows/window-store.js';
 import { writeFramesTogetherForClients } from './websocket-frames.js';
 
@@ -15,10 +15,10 @@ export interface Stats {
 }
 
 export interface RealtimeServer {
-  /** Pushes freshly stored telemetry to the dashboards watching. */
-  /** Counts stored messages for `stats`, and pushes the values when given (clients are watching). */
-  publishStored(messages: number, telemetry?: DeviceEntries[]): void;
-  hasClients(): boolean;
+  /** Pushes a device's values, as they reach the log, to the dashboards watching. */
+  publishTelemetry(deviceId: string, entries: readonly TelemetryEntry[]): void;
+  /** Counts stored messages for `stats`. */
+  countStored(messages: number): void;
   /** A window result, as GET /api/windows gives it. */
   publishWindow(result: StoredWindowResult): void;
   /** An alarm after a change. */
@@ -28,7 +28,8 @@ export interface RealtimeServer {
 
 /**
  * socket.io on the HTTP port. Dashboards authenticate with the admin token (`auth: {token}`)
- * and receive `telemetry` events as values are stored and `stats` about once a second.
+ * and receive `telemetry` events as values reach the durable log (when a QoS 1 message is
+ * acknowledged; storage in SQLite follows within milliseconds) and `stats` about once a second.
  */
 export function startRealtime(httpServer: http.Server, adminToken: string, log: Log, logger: Logger): RealtimeServer {
   const io = new Server(httpServer, { serveClient: false });
@@ -54,14 +55,13 @@ export function startRealtime(httpServer: http.Server, adminToken: string, log: 
   statsTimer.unref();
 
   return {
-    publishStored(messages, telemetry) {
-      storedSinceLastStats += messages;
-      if (!telemetry || io.engine.clientsCount === 0) return;
-      for (const m of telemetry) {
-        for (const entry of m.entries) io.emit('telemetry', { deviceId: m.deviceId, ts: entry.ts, values: entry.values });
-      }
+    publishTelemetry(deviceId, entries) {
+      if (io.engine.clientsCount === 0) return;
+      for (const entry of entries) io.emit('telemetry', { deviceId, ts: entry.ts, values: entry.values });
     },
-    hasClients: () => io.engine.clientsCount > 0,
+    countStored(messages) {
+      storedSinceLastStats += messages;
+    },
     publishWindow(result) {
       if (io.engine.clientsCount > 0) io.emit('window', result);
     },

@@ -125,7 +125,7 @@ export class DeviceRegistry extends EventEmitter<{ deleted: [Device] }> {
       this.statements.deleteSeries.run(id);
       this.statements.deleteLatest.run(id);
       this.statements.delete.run(id);
-    })();
+    }).immediate(); // the write lock first: the storage worker writes beside this connection
     this.byId.delete(id);
     this.byToken.delete(device.token);
     this.emit('deleted', device);

@@ -12,9 +12,7 @@ export interface StorageConsumerOptions {
   log: Log;
   worker: StorageWorkerClient;
   logger: Logger;
-  /** Whether anyone watches live: then each batch comes back with what was stored. */
-  wantsLiveTelemetry?: () => boolean;
-  /** Called after each batch is committed to SQLite: metrics and the live push hang here. */
+  /** Called after each batch is committed to SQLite (metrics, the live `stats`). */
   onStored?: (outcome: WriteOutcome) => void;
   onOffsetReset?: ConsumerOptions['onOffsetReset'];
 }
@@ -25,13 +23,13 @@ export interface StorageConsumerOptions {
  * broker. A batch is committed once the worker has written it.
  */
 export function startStorageConsumer(options: StorageConsumerOptions): Consumer {
-  const { log, logger, worker, onStored, onOffsetReset, wantsLiveTelemetry = () => false } = options;
+  const { log, logger, worker, onStored, onOffsetReset } = options;
   return startConsumer({
     log, logger, group: STORAGE_GROUP, topic: TELEMETRY_TOPIC, onOffsetReset,
     async handle(records) {
       const packed = packRecords(records);
       const { partition } = packed;
-      const outcome = await worker.writeRecords(packed, wantsLiveTelemetry());
+      const outcome = await worker.writeRecords(packed);
       for (const s of outcome.skipped) {
         logger.warn({ topic: TELEMETRY_TOPIC, partition, offset: s.offset, reason: s.reason }, 'skipping a log record that does not parse');
       }

@@ -14,7 +14,7 @@ import type { WriteOutcome } from './storage-writer.js';
  */
 export interface StorageWorkerClient {
   /** Writes a batch of log records; resolves with what was stored once it is committed. */
-  writeRecords(packed: PackedRecords, live: boolean): Promise<WriteOutcome>;
+  writeRecords(packed: PackedRecords): Promise<WriteOutcome>;
   /** Writes values that rules saved; resolves once they are committed. */
   writeSaved(batch: StoredBatch): Promise<void>;
   /** Stores a window result (replacing an earlier one of the same window). */
@@ -60,7 +60,7 @@ export function startStorageWorker(dataDir: string, logger: Logger): StorageWork
   };
 
   return {
-    writeRecords: (packed, live) => request({ kind: 'records', packed, live }, transferList(packed)) as Promise<WriteOutcome>,
+    writeRecords: (packed) => request({ kind: 'records', packed }, transferList(packed)) as Promise<WriteOutcome>,
     writeSaved: async (batch) => { await request({ kind: 'saved', batch }); },
     writeWindowResult: async (result, now) => { await request({ kind: 'window', result, now }); },
     writeCheckpoint: async (checkpoint, now) => { await request({ kind: 'checkpoint', checkpoint, now }); },

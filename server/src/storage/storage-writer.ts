@@ -7,8 +7,6 @@ export interface WriteOutcome {
   /** Telemetry messages stored. */
   messages: number;
   points: number;
-  /** Present when asked for: what was stored, for the live push. */
-  telemetry?: StoredBatch['telemetry'];
   /** Records skipped because they do not parse (they passed ingest, so this means a bug or damage). */
   skipped: { offset: number; reason: string }[];
 }
@@ -18,9 +16,9 @@ export interface WriteOutcome {
  * of devices that no longer exist are dropped: their data went with them, and the check runs in
  * the same transaction as the write, so a concurrent delete leaves nothing behind.
  */
-export function createStorageWriter(db: Db, store = new TimeSeriesStore(db)): (packed: PackedRecords, live: boolean) => WriteOutcome {
+export function createStorageWriter(db: Db, store = new TimeSeriesStore(db)): (packed: PackedRecords) => WriteOutcome {
   const deviceExists = db.prepare('SELECT 1 FROM devices WHERE id = ?').pluck();
-  const write = db.transaction((packed: PackedRecords, live: boolean): WriteOutcome => {
+  const write = db.transaction((packed: PackedRecords): WriteOutcome => {
     const batch: StoredBatch = { telemetry: [], attributes: [] };
     const skipped: WriteOutcome['skipped'] = [];
     const exists = new Map<string, boolean>();
@@ -48,7 +46,7 @@ export function createStorageWriter(db: Db, store = new TimeSeriesStore(db)): (p
       }
     }
     store.write(batch);
-    return { messages: batch.telemetry.length, points, skipped, telemetry: live ? batch.telemetry : undefined };
+    return { messages: batch.telemetry.length, points, skipped };
   });
   return write;
 }
