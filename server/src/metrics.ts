@@ -7,10 +7,27 @@ import type { WebhookStats } from './rules/webhook-sender.js';
 export function createMetrics(log: Log, logStats?: FileLogStats) {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'sluice_' });
+  // Counted per message: plain numbers here, handed to prom-client when /metrics is read (its
+  // labelled inc() hashes and validates the labels on every call).
+  const accepted = { mqtt: { telemetry: 0, attributes: 0 }, http: { telemetry: 0, attributes: 0 } };
+  const reported = { mqtt: { telemetry: 0, attributes: 0 }, http: { telemetry: 0, attributes: 0 } };
   return {
     registry,
+    /** Counts one device message accepted into the log. */
+    countMessageIn(transport: keyof typeof accepted, kind: keyof typeof accepted.mqtt): void {
+      accepted[transport][kind]++;
+    },
     messagesIn: new Counter({
       name: 'sluice_messages_in_total', help: 'Device messages accepted into the log', labelNames: ['transport', 'kind'] as const, registers: [registry],
+      collect() {
+        for (const transport of ['mqtt', 'http'] as const) {
+          for (const kind of ['telemetry', 'attributes'] as const) {
+            const delta = accepted[transport][kind] - reported[transport][kind];
+            if (delta > 0) this.inc({ transport, kind }, delta);
+            reported[transport][kind] = accepted[transport][kind];
+          }
+        }
+      },
     }),
     messagesRejected: new Counter({
       name: 'sluice_messages_rejected_total', help: 'Device messages rejected, by reason', labelNames: ['transport', 'reason'] as const, registers: [registry],

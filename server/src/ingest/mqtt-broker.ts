@@ -71,8 +71,13 @@ export async function startMqttBroker(options: MqttBrokerOptions): Promise<MqttB
       gate.enter();
       // Per message: QoS 0 and 1 go straight to the append, one promise each. (Inline callbacks:
       // a named closure per message costs a name definition under tsx, measurably.)
-      const appended = packet.qos !== 2 ? handleDevicePublish(device, packet)
-        : isNewQos2(client, packet).then((isNew) => (isNew ? handleDevicePublish(device, packet) : undefined));
+      let appended: Promise<unknown>;
+      try {
+        appended = packet.qos !== 2 ? handleDevicePublish(device, packet)
+          : isNewQos2(client, packet).then((isNew) => (isNew ? handleDevicePublish(device, packet) : undefined));
+      } catch (err) {
+        appended = Promise.reject(err as Error); // never let a throw reach aedes
+      }
       appended.then(() => gate.leave(done, null), (err: Error) => gate.leave(done, err));
     },
     authorizeSubscribe(client, subscription: Subscription, done) {
@@ -104,15 +109,15 @@ export async function startMqttBroker(options: MqttBrokerOptions): Promise<MqttB
     return persistence.incomingGetPacket(client, packet).then(() => false, () => true);
   }
 
-  async function handleDevicePublish(device: Device, packet: PublishPacket): Promise<void> {
+  function handleDevicePublish(device: Device, packet: PublishPacket): Promise<unknown> {
     const kind = kindOfDeviceTopic(packet.topic);
     if (!kind) {
       ingest.reject('mqtt', packet.topic, device.id, Date.now(), 'unknown_topic',
         `unknown topic "${packet.topic}": publish to ${publishTopicList.join(' or ')}`);
-      return;
+      return Promise.resolve();
     }
     const payload = typeof packet.payload === 'string' ? Buffer.from(packet.payload) : packet.payload;
-    await ingest.accept(device, kind, payload, 'mqtt', packet.topic);
+    return ingest.accept(device, kind, payload, 'mqtt', packet.topic);
   }
 
   broker.on('client', (client) => {
