@@ -22,6 +22,7 @@ import { STORAGE_GROUP, startStorageConsumer } from './storage/storage-consumer.
 import { startStorageWorker } from './storage/storage-worker-client.js';
 import { TimeSeriesStore } from './storage/timeseries.js';
 import { TELEMETRY_TOPIC } from './telemetry/device-message.js';
+import { RecentEntries } from './telemetry/recent-entries.js';
 
 export interface Sluice {
   ports: { mqtt: number; http: number };
@@ -58,8 +59,9 @@ export async function startSluice(config: Config, logger: Logger, clock: Clock =
   const store = new TimeSeriesStore(db);
   const metrics = createMetrics(log, log.stats);
   const storageWorker = startStorageWorker(config.dataDir, logger.child({ component: 'storage' }));
+  const recentEntries = new RecentEntries(partitions);
   const rules = createRulesRuntime({
-    db, rulesDir: config.rulesDir, log, registry, writes: storageWorker, logger: logger.child({ component: 'rules' }), alarmRetry: config.alarmRetry,
+    db, rulesDir: config.rulesDir, log, registry, writes: storageWorker, recentEntries, logger: logger.child({ component: 'rules' }), alarmRetry: config.alarmRetry,
     onOffsetReset: (partition) => metrics.consumerOffsetResets.inc({ group: RULES_GROUP, topic: TELEMETRY_TOPIC, partition }),
     onWindowsOffsetReset: (partition) => metrics.consumerOffsetResets.inc({ group: WINDOW_RULES_GROUP, topic: WINDOWS_TOPIC, partition }),
   });
@@ -76,7 +78,10 @@ export async function startSluice(config: Config, logger: Logger, clock: Clock =
   const httpServer = http.createServer(app);
   const realtime = startRealtime(httpServer, adminToken, log, logger.child({ component: 'realtime' }));
   rules.onWindowResult((r) => realtime.publishWindow(r));
-  ingest.onTelemetry((deviceId, entries) => realtime.publishTelemetry(deviceId, entries));
+  ingest.onTelemetry((deviceId, entries, appended) => {
+    recentEntries.put(appended.partition, appended.offset, entries);
+    realtime.publishTelemetry(deviceId, entries);
+  });
   rules.onAlarm((alarm) => realtime.publishAlarm(publicAlarm(alarm)));
 
   const storage = startStorageConsumer({

@@ -1,6 +1,6 @@
 import type { Clock } from '../clock.js';
 import { SluiceError } from '../errors.js';
-import type { Log } from '../log/types.js';
+import type { AppendResult, Log } from '../log/types.js';
 import type { Logger } from '../logger.js';
 import type { Metrics } from '../metrics.js';
 import type { Device } from '../storage/device-registry.js';
@@ -25,7 +25,7 @@ const ACCEPTED: IngestOutcome = Object.freeze({ accepted: true });
 
 export class Ingest {
   private logFullUntil = 0;
-  private telemetryListener: ((deviceId: string, entries: TelemetryEntry[]) => void) | undefined;
+  private telemetryListener: ((deviceId: string, entries: TelemetryEntry[], appended: AppendResult) => void) | undefined;
   private lastAppendErrorLoggedAt = -Infinity;
   constructor(
     private readonly log: Log,
@@ -45,9 +45,9 @@ export class Ingest {
     const parsed = parseTelemetryPayload(payload, receivedAt);
     if (!parsed.ok) return Promise.resolve(this.reject(transport, topic, device.id, receivedAt, parsed.category, parsed.reason));
     // Not an async function: one promise per message less (this runs for every message).
-    return this.log.append(TELEMETRY_TOPIC, toLogRecord(device.id, kind, payload, receivedAt)).then(() => {
+    return this.log.append(TELEMETRY_TOPIC, toLogRecord(device.id, kind, payload, receivedAt)).then((appended) => {
       this.metrics.countMessageIn(transport, kind);
-      if (kind === 'telemetry') this.telemetryListener?.(device.id, parsed.entries);
+      if (kind === 'telemetry') this.telemetryListener?.(device.id, parsed.entries, appended);
       return ACCEPTED;
     }, (err: unknown) => {
       throw this.appendFailed(err, device.id);
@@ -55,10 +55,11 @@ export class Ingest {
   }
 
   /**
-   * Called with the values of each telemetry message once it is in the durable log (the live push):
-   * they were parsed for validation already, so the dashboards get them without another parse.
+   * Called with the values of each telemetry message once it is in the durable log, and where it
+   * is there (the live push, the rules group): they were parsed for validation already, so these
+   * get them without another parse.
    */
-  onTelemetry(listener: (deviceId: string, entries: TelemetryEntry[]) => void): void {
+  onTelemetry(listener: (deviceId: string, entries: TelemetryEntry[], appended: AppendResult) => void): void {
     this.telemetryListener = listener;
   }
 

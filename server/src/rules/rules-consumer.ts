@@ -4,6 +4,7 @@ import type { Logger } from '../logger.js';
 import type { Device, DeviceRegistry } from '../storage/device-registry.js';
 import { messageKind, TELEMETRY_TOPIC } from '../telemetry/device-message.js';
 import { parseTelemetryPayload } from '../telemetry/payload.js';
+import type { RecentEntries } from '../telemetry/recent-entries.js';
 import type { RuleDevice, RuleMessage } from './message.js';
 import type { RuleEngine } from './rule-engine.js';
 
@@ -18,6 +19,8 @@ export interface RulesConsumerOptions {
   afterBatch?: (partition: number, nextOffset: number) => void | Promise<void>;
   onOffsetReset?: ConsumerOptions['onOffsetReset'];
   startAt?: ConsumerOptions['startAt'];
+  /** Values ingest parsed already, taken instead of parsing the record again. */
+  recentEntries?: RecentEntries;
 }
 
 /**
@@ -25,7 +28,7 @@ export interface RulesConsumerOptions {
  * through the rule engine, beside the storage group, so rules never slow ingestion down.
  */
 export function startRulesConsumer(options: RulesConsumerOptions): Consumer {
-  const { log, registry, engine, logger, afterBatch, onOffsetReset, startAt } = options;
+  const { log, registry, engine, logger, afterBatch, onOffsetReset, startAt, recentEntries } = options;
   const devices = new WeakMap<Device, RuleDevice>();
   const ruleDevice = (d: Device): RuleDevice => {
     let r = devices.get(d);
@@ -36,7 +39,7 @@ export function startRulesConsumer(options: RulesConsumerOptions): Consumer {
     log, logger, group: RULES_GROUP, topic: TELEMETRY_TOPIC, onOffsetReset, startAt,
     idle: () => !engine.hasEnabledRules(),
     handle(records) {
-      engine.process(toMessages(records, registry, ruleDevice, (d) => engine.wantsDevice(d)));
+      engine.process(toMessages(records, registry, ruleDevice, (d) => engine.wantsDevice(d), recentEntries));
       const last = records[records.length - 1]!;
       return afterBatch?.(last.partition, last.offset + 1);
     },
@@ -44,7 +47,7 @@ export function startRulesConsumer(options: RulesConsumerOptions): Consumer {
 }
 
 export function toMessages(records: readonly StoredRecord[], registry: DeviceRegistry, ruleDevice: (d: Device) => RuleDevice,
-  wanted: (d: RuleDevice) => boolean = () => true): RuleMessage[] {
+  wanted: (d: RuleDevice) => boolean = () => true, recent?: RecentEntries): RuleMessage[] {
   const messages: RuleMessage[] = [];
   for (const record of records) {
     if (messageKind(record) !== 'telemetry') continue;
@@ -52,9 +55,13 @@ export function toMessages(records: readonly StoredRecord[], registry: DeviceReg
     if (!device) continue;
     const d = ruleDevice(device);
     if (!wanted(d)) continue;
-    const parsed = parseTelemetryPayload(record.value, record.timestamp);
-    if (!parsed.ok) continue;
-    for (const entry of parsed.entries) {
+    let entries = recent?.take(record.partition, record.offset);
+    if (!entries) {
+      const parsed = parseTelemetryPayload(record.value, record.timestamp);
+      if (!parsed.ok) continue;
+      entries = parsed.entries;
+    }
+    for (const entry of entries) {
       messages.push({ deviceId: device.id, ts: entry.ts, values: entry.values, metadata: {}, device: d, offset: record.offset, partition: record.partition });
     }
   }

@@ -5,6 +5,7 @@ import type { Db } from '../storage/database.js';
 import type { DeviceRegistry } from '../storage/device-registry.js';
 import type { StoredBatch } from '../storage/timeseries.js';
 import type { StorageWorkerClient } from '../storage/storage-worker-client.js';
+import type { RecentEntries } from '../telemetry/recent-entries.js';
 import type { RuleSinks } from './message.js';
 import { RuleEngine } from './rule-engine.js';
 import { RuleService } from './rule-service.js';
@@ -48,6 +49,8 @@ export interface RulesRuntimeOptions {
   registry: DeviceRegistry;
   /** Where rules' saved values, window results and checkpoints are written (the storage worker). */
   writes: Pick<StorageWorkerClient, 'writeSaved' | 'writeWindowResult' | 'writeCheckpoint'>;
+  /** Values of the latest telemetry records as ingest parsed them (the rules group takes them from here). */
+  recentEntries?: RecentEntries;
   logger: Logger;
   onOffsetReset?: (partition: number) => void;
   onWindowsOffsetReset?: (partition: number) => void;
@@ -141,7 +144,7 @@ export function createRulesRuntime(o: RulesRuntimeOptions): RulesRuntime {
       outbox.start();
       consumer = startRulesConsumer({
         log: o.log, registry: o.registry, engine, logger: o.logger, onOffsetReset: o.onOffsetReset,
-        startAt: (partition) => processed[partition],
+        startAt: (partition) => processed[partition], recentEntries: o.recentEntries,
         async afterBatch(partition, nextOffset) {
           await flushSaved();
           processed[partition] = nextOffset;
