@@ -58,6 +58,7 @@ export class FileLog implements Log {
   private readonly topics = new Map<string, Topic>();
   private readonly groups: GroupOffsets;
   private readonly waiters = new Map<PartitionLog, Set<{ offset: number; wake: () => void }>>();
+  private readonly lastReads = new Map<PartitionLog, { offset: number; maxBytes: number; records: StoredRecord[] }>();
   private readonly clock: Clock;
   private readonly defaults: RetentionSettings;
   // Appends waiting for the next flush, as parallel arrays: no object per append on the hot path.
@@ -147,8 +148,19 @@ export class FileLog implements Log {
     return new Promise(this.capture);
   }
 
+  /**
+   * The last read of each partition is kept: another consumer group asking for the same offset
+   * and size gets the same records (fewer than there may be by now, which a read may give)
+   * without reading and decoding them again. Groups that keep pace — storage and rules — thus
+   * read the log once.
+   */
   async read(topic: string, partition: number, offset: number, maxBytes: number): Promise<StoredRecord[]> {
-    return this.partition(topic, partition).read(offset, maxBytes);
+    const p = this.partition(topic, partition);
+    const last = this.lastReads.get(p);
+    if (last !== undefined && last.offset === offset && last.maxBytes === maxBytes && offset >= p.startOffset) return last.records;
+    const records = p.read(offset, maxBytes);
+    if (records.length > 0) this.lastReads.set(p, { offset, maxBytes, records });
+    return records;
   }
 
   waitFor(topic: string, partition: number, offset: number, signal?: AbortSignal): Promise<void> {
