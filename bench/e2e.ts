@@ -9,7 +9,7 @@
  *   3. Sluice, QoS 0 flat out (--probe-seconds): the most it ingests, and the slowest consumer's rate.
  *   4. Mosquitto, QoS 0 flat out (--probe-seconds), counted by a mosquitto_sub subscriber.
  *
- * Usage: npm run bench:e2e -- [--seconds 60] [--probe-seconds 20] [--qos0-rate 100000] [--qos0-sustained-rate 65000] [--devices 100]
+ * Usage: npm run bench:e2e -- [--seconds 60] [--probe-seconds 20] [--qos0-rate 100000] [--qos0-sustained-rates 70000,80000] [--devices 100]
  *                              [--qos1-devices 200] [--inflight 32] [--skip-mosquitto]
  */
 import { parseArgs } from 'node:util';
@@ -20,7 +20,7 @@ import type { ThroughputRow } from './support/results.js';
 const { values } = parseArgs({
   options: {
     seconds: { type: 'string', default: '60' }, 'probe-seconds': { type: 'string', default: '20' },
-    'qos0-rate': { type: 'string', default: '100000' }, 'qos0-sustained-rate': { type: 'string', default: '65000' },
+    'qos0-rate': { type: 'string', default: '100000' }, 'qos0-sustained-rates': { type: 'string', default: '70000,80000' },
     devices: { type: 'string', default: '100' },
     'qos1-devices': { type: 'string', default: '200' }, inflight: { type: 'string', default: '32' },
     'skip-mosquitto': { type: 'boolean', default: false },
@@ -29,7 +29,7 @@ const { values } = parseArgs({
 const seconds = Number(values.seconds);
 const probeSeconds = Number(values['probe-seconds']);
 const qos0Rate = Number(values['qos0-rate']);
-const qos0SustainedRate = Number(values['qos0-sustained-rate']);
+const qos0SustainedRates = values['qos0-sustained-rates'].split(',').map(Number).filter((r) => r > 0 && r !== Number(values['qos0-rate']));
 const devices = Number(values.devices);
 const qos1Devices = Number(values['qos1-devices']);
 const inflight = Number(values.inflight);
@@ -77,11 +77,9 @@ async function waitForConsumers(sluice: BenchSluice): Promise<void> {
   while (Date.now() < deadline && Math.max(0, ...Object.values((await logState(sluice)).lag)) > 0) await sleep(500);
 }
 
-// The target rate, and a lower one that shows what is sustained when the target is not.
+// The target rate, and lower ones that show what is sustained when the target is not.
 rows.push(await sluiceRun(`Sluice QoS 0 at ${fmt(qos0Rate)}/s`, 0, devices, qos0Rate / devices, seconds));
-if (qos0SustainedRate > 0 && qos0SustainedRate !== qos0Rate) {
-  rows.push(await sluiceRun(`Sluice QoS 0 at ${fmt(qos0SustainedRate)}/s`, 0, devices, qos0SustainedRate / devices, seconds));
-}
+for (const rate of qos0SustainedRates) rows.push(await sluiceRun(`Sluice QoS 0 at ${fmt(rate)}/s`, 0, devices, rate / devices, seconds));
 rows.push(await sluiceRun('Sluice QoS 1, max', 1, qos1Devices, 'max', seconds));
 const probe = await sluiceRun('Sluice QoS 0, max', 0, devices, 'max', probeSeconds);
 rows.push(probe);
