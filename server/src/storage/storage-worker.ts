@@ -30,7 +30,6 @@ db.pragma('cache_size = -65536');
 db.pragma('wal_autocheckpoint = 1000');
 const store = new TimeSeriesStore(db);
 const writeRecords = createStorageWriter(db, store);
-const writeSaved = db.transaction((batch: StoredBatch) => store.write(batch));
 const windowResults = new WindowStore(db);
 const windowCheckpoint = new WindowCheckpoint(db);
 
@@ -41,7 +40,7 @@ function run(message: WriteRequest): WriteReply {
       case 'records':
         return { id: message.id, outcome: writeRecords(message.packed) };
       case 'saved':
-        writeSaved(message.batch);
+        store.write(message.batch); // a transaction of its own: a savepoint here
         return { id: message.id };
       case 'window':
         windowResults.save(message.result, message.now);

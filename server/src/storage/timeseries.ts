@@ -60,8 +60,7 @@ export class TimeSeriesStore {
   constructor(db: Db) {
     this.insertPoint = db.prepare('INSERT OR REPLACE INTO ts_points (series, ts, kind, num, str) VALUES (?, ?, ?, ?, ?)');
     this.selectSeriesId = db.prepare('SELECT id FROM ts_series WHERE device_id = ? AND key = ?').pluck();
-    // Two connections write (the storage worker, the rule engine's save): a series another one
-    // created meanwhile is simply found.
+    // A series that exists already (another connection or an older run created it) is simply found.
     this.insertSeries = db.prepare('INSERT INTO ts_series (device_id, key) VALUES (?, ?) ON CONFLICT (device_id, key) DO NOTHING');
     this.upsertLatest = db.prepare(`INSERT INTO ts_latest (device_id, key, ts, kind, num, str) VALUES (?, ?, ?, ?, ?, ?)
       ON CONFLICT (device_id, key) DO UPDATE SET ts = excluded.ts, kind = excluded.kind, num = excluded.num, str = excluded.str
