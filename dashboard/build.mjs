@@ -3,10 +3,20 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { build } from 'esbuild';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const dist = path.join(here, 'dist');
+
+// esbuild is a dev dependency: an install without them (`npm ci --omit=dev`, the Docker image)
+// runs the dashboard built before, and says so when there is none.
+let build;
+try {
+  ({ build } = await import('esbuild'));
+} catch {
+  if (fs.existsSync(path.join(dist, 'app.js'))) process.exit(0);
+  process.stderr.write('dashboard: esbuild is not installed (dev dependencies omitted) and dashboard/dist/ was never built: run `npm install`\n');
+  process.exit(1);
+}
 fs.mkdirSync(dist, { recursive: true });
 await build({
   entryPoints: [path.join(here, 'src/main.ts')],

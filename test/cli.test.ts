@@ -63,21 +63,39 @@ describe('the sluice command', () => {
     });
   }
 
-  it('prints help', async () => {
+  it('prints help, with every log level the flag takes', async () => {
     const run = spawnSluice(['--help']);
     expect(await run.exited).toBe(0);
     expect(run.output()).toMatch(/--mqtt-port\s+MQTT_PORT/);
+    expect(run.output()).toMatch(/--log-level\s+LOG_LEVEL\s+trace \| debug \| info \| warn \| error \| fatal \| silent \(default info\)/);
   });
 
-  it('reports a port already in use and exits non-zero', async () => {
-    const first = await startChildSluice(tempDir());
+  it('takes an empty environment variable as unset (a generated admin token, not a refusal)', async () => {
+    const dataDir = tempDir();
+    const server = await startChildSluice(dataDir, [], { ADMIN_TOKEN: '', LOG_LEVEL: '' });
     try {
-      const run = spawnSluice(['--data-dir', tempDir(), '--mqtt-port', String(first.ports.mqtt), '--http-port', '0']);
-      expect(await run.exited).toBe(1);
-      expect(run.output()).toMatch(/EADDRINUSE/);
+      expect(fs.readFileSync(path.join(dataDir, 'admin-token'), 'utf8').trim().length).toBeGreaterThanOrEqual(24);
+      expect(server.output()).toMatch(/"level":30/);
     } finally {
-      first.child.kill('SIGTERM');
-      await first.exited;
+      server.child.kill('SIGTERM');
+      await server.exited;
     }
   });
+
+  for (const which of ['mqtt', 'http'] as const) {
+    it(`says which server and which option when the ${which.toUpperCase()} port is in use, without a stack trace`, async () => {
+      const first = await startChildSluice(tempDir());
+      try {
+        const ports = { mqtt: '0', http: '0', [which]: String(first.ports[which]) };
+        const run = spawnSluice(['--data-dir', tempDir(), '--host', '127.0.0.1', '--mqtt-port', ports.mqtt, '--http-port', ports.http]);
+        expect(await run.exited).toBe(1);
+        const flag = which === 'mqtt' ? '--mqtt-port / MQTT_PORT' : '--http-port / HTTP_PORT';
+        expect(run.output()).toContain(`sluice: failed to start: the ${which.toUpperCase()} port 127.0.0.1:${first.ports[which]} is already in use (another Sluice or broker?); choose another with ${flag}`);
+        expect(run.output()).not.toMatch(/^\s+at /m);
+      } finally {
+        first.child.kill('SIGTERM');
+        await first.exited;
+      }
+    });
+  }
 });

@@ -30,6 +30,8 @@ export interface Config {
   demo: boolean;
 }
 
+const logLevels = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
+
 /** Each option: its flag, its environment variable, its default and its help text. */
 const options = {
   'mqtt-port': { env: 'MQTT_PORT', default: '1883', help: 'MQTT TCP port (0 picks a free one)' },
@@ -44,7 +46,7 @@ const options = {
   'log-retention': { env: 'LOG_RETENTION', default: '7d', help: 'delete log segments older than this: <n>ms|s|m|h|d, or none' },
   'log-retention-bytes': { env: 'LOG_RETENTION_BYTES', default: 'none', help: 'keep at most this much log per partition: <n>[KiB|MiB|GiB], or none' },
   'log-segment-bytes': { env: 'LOG_SEGMENT_BYTES', default: '64MiB', help: 'log segment size: <n>[KiB|MiB|GiB], 1KiB..1GiB' },
-  'log-level': { env: 'LOG_LEVEL', default: 'info', help: 'trace | debug | info | warn | error | silent' },
+  'log-level': { env: 'LOG_LEVEL', default: 'info', help: logLevels.join(' | ') },
   'log-format': { env: 'LOG_FORMAT', default: 'auto', help: 'pretty | json | auto (pretty on a terminal)' },
 } as const;
 
@@ -96,7 +98,7 @@ const schema = z.object({
   'log-retention': durationOrNone('log-retention'),
   'log-retention-bytes': bytes('log-retention-bytes', true, 1024, Number.MAX_SAFE_INTEGER),
   'log-segment-bytes': bytes('log-segment-bytes', false, 1024, 1024 ** 3),
-  'log-level': z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']),
+  'log-level': z.enum(logLevels),
   'log-format': z.enum(['pretty', 'json', 'auto']),
 });
 
@@ -127,7 +129,9 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv, isTty = false
   const raw: Record<string, string | undefined> = {};
   for (const [name, o] of Object.entries(options) as [OptionName, (typeof options)[OptionName]][]) {
     const fromFlag = (parsed.values as Record<string, string | boolean | undefined>)[name];
-    raw[name] = typeof fromFlag === 'string' ? fromFlag : (env[o.env] ?? o.default);
+    // An empty variable counts as unset (compose passes `ADMIN_TOKEN: ${ADMIN_TOKEN:-}` through empty).
+    const fromEnv = env[o.env] === '' ? undefined : env[o.env];
+    raw[name] = typeof fromFlag === 'string' ? fromFlag : (fromEnv ?? o.default);
   }
   const result = schema.safeParse(raw);
   if (!result.success) {

@@ -39,3 +39,11 @@ export class SluiceError extends Error {
 export const invalidInput = (message: string) => new SluiceError('INVALID_INPUT', message);
 export const notFound = (message: string) => new SluiceError('NOT_FOUND', message);
 export const conflict = (message: string) => new SluiceError('CONFLICT', message);
+
+/** Sluice cannot start for a reason the operator can fix (a busy port, say): main prints the message alone. */
+export class StartupError extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'StartupError';
+  }
+}

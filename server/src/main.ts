@@ -1,4 +1,5 @@
 import { ConfigError, helpText, loadConfig } from './config.js';
+import { StartupError } from './errors.js';
 import { createLogger } from './logger.js';
 import { startDemoFleet, type DemoFleet } from './demo-fleet.js';
 import { startSluice } from './sluice.js';
@@ -45,6 +46,8 @@ async function main(): Promise<void> {
 }
 
 main().catch((err: unknown) => {
-  process.stderr.write(`sluice: failed to start: ${(err as Error).stack ?? String(err)}\n`);
+  // A reason the operator can fix is said alone; anything else with its stack, for a bug report.
+  const text = err instanceof StartupError ? err.message : ((err as Error).stack ?? String(err));
+  process.stderr.write(`sluice: failed to start: ${text}\n`);
   process.exit(1);
 });

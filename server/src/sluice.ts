@@ -6,6 +6,7 @@ import { resolveAdminToken } from './admin-token.js';
 import { createHttpApp, defaultDashboardDir } from './api/http-app.js';
 import { systemClock, type Clock } from './clock.js';
 import type { Config } from './config.js';
+import { StartupError } from './errors.js';
 import { Ingest } from './ingest/ingest.js';
 import { startMqttBroker } from './ingest/mqtt-broker.js';
 import { RejectedMessages } from './ingest/rejected-messages.js';
@@ -61,7 +62,7 @@ export async function startSluice(config: Config, logger: Logger, clock: Clock =
   const storageWorker = startStorageWorker(config.dataDir, logger.child({ component: 'storage' }));
   const recentEntries = new RecentEntries(partitions);
   const rules = createRulesRuntime({
-    db, rulesDir: config.rulesDir, log, registry, writes: storageWorker, recentEntries, logger: logger.child({ component: 'rules' }), alarmRetry: config.alarmRetry,
+    db, rulesDir: config.rulesDir, log, registry, writes: storageWorker, recentEntries, logger, alarmRetry: config.alarmRetry,
     onOffsetReset: (partition) => metrics.consumerOffsetResets.inc({ group: RULES_GROUP, topic: TELEMETRY_TOPIC, partition }),
     onWindowsOffsetReset: (partition) => metrics.consumerOffsetResets.inc({ group: WINDOW_RULES_GROUP, topic: WINDOWS_TOPIC, partition }),
   });
@@ -95,43 +96,69 @@ export async function startSluice(config: Config, logger: Logger, clock: Clock =
 
   const mqtt = await startMqttBroker({ registry, ingest, metrics, logger: logger.child({ component: 'mqtt' }) });
   rules.start((topic, payload, qos, retain) => mqtt.publish(topic, payload, qos, retain));
-  const mqttPort = await listen(mqtt.server, config.mqttPort, config.host);
-  const httpPort = await listen(httpServer, config.httpPort, config.host);
-  const ports = { mqtt: mqttPort, http: httpPort };
+  let stopping: Promise<void> | undefined;
+  const stop = () => {
+    stopping ??= (async () => {
+      ready = false;
+      await mqtt.close();
+      await realtime.close();
+      httpServer.closeAllConnections();
+      await new Promise<void>((resolve) => httpServer.close(() => resolve()));
+      await storage.caughtUp();
+      await storage.stop();
+      await rules.stop();
+      await storageWorker.close();
+      await log.close();
+      db.close();
+    })();
+    return stopping;
+  };
+
+  let ports: { mqtt: number; http: number };
+  try {
+    ports = {
+      mqtt: await listen(mqtt.server, { port: config.mqttPort, host: config.host, what: 'MQTT', flag: '--mqtt-port / MQTT_PORT' }),
+      http: await listen(httpServer, { port: config.httpPort, host: config.host, what: 'HTTP', flag: '--http-port / HTTP_PORT' }),
+    };
+  } catch (err) {
+    await stop();
+    throw err;
+  }
   fs.writeFileSync(path.join(config.dataDir, 'ports.json'), JSON.stringify(ports));
   ready = true;
 
-  let stopping: Promise<void> | undefined;
   return {
     ports,
     adminToken,
     adminTokenGenerated: generated,
     storageCaughtUp: () => storage.caughtUp(),
     rulesCaughtUp: () => rules.caughtUp(),
-    stop() {
-      stopping ??= (async () => {
-        ready = false;
-        await mqtt.close();
-        await realtime.close();
-        httpServer.closeAllConnections();
-        await new Promise<void>((resolve) => httpServer.close(() => resolve()));
-        await storage.caughtUp();
-        await storage.stop();
-        await rules.stop();
-        await storageWorker.close();
-        await log.close();
-        db.close();
-      })();
-      return stopping;
-    },
+    stop,
   };
 }
 
-function listen(server: http.Server | import('node:net').Server, port: number, host: string): Promise<number> {
+interface ListenOn {
+  port: number;
+  host: string;
+  /** The server, for the error message: MQTT or HTTP. */
+  what: string;
+  /** The option that sets the port, for the error message. */
+  flag: string;
+}
+
+/** Listens; a port that cannot be had fails with a message naming the server and the option to change. */
+function listen(server: http.Server | import('node:net').Server, on: ListenOn): Promise<number> {
   return new Promise((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, host, () => {
-      server.off('error', reject);
+    const failed = (err: NodeJS.ErrnoException) => {
+      const where = `${on.host}:${on.port}`;
+      const why = err.code === 'EADDRINUSE' ? `is already in use (another Sluice or broker?)`
+        : err.code === 'EACCES' ? 'needs privileges this process lacks (ports below 1024)'
+        : err.code === 'EADDRNOTAVAIL' ? `is not an address of this machine (--host / HOST)` : `cannot be listened on: ${err.message}`;
+      reject(new StartupError(`the ${on.what} port ${where} ${why}; choose another with ${on.flag}`, { cause: err }));
+    };
+    server.once('error', failed);
+    server.listen(on.port, on.host, () => {
+      server.off('error', failed);
       resolve((server.address() as AddressInfo).port);
     });
   });

@@ -24,10 +24,10 @@ export interface CreatedDevice {
 export class TestServer {
   private constructor(readonly sluice: Sluice, readonly dataDir: string, readonly config: Config) {}
 
-  static async start(overrides: Partial<Config> = {}): Promise<TestServer> {
+  static async start(overrides: Partial<Config> = {}, logger: Logger = silentLogger): Promise<TestServer> {
     const dataDir = overrides.dataDir ?? tempDir();
     const config = testConfig({ ...overrides, dataDir });
-    return new TestServer(await startSluice(config, silentLogger), dataDir, config);
+    return new TestServer(await startSluice(config, logger), dataDir, config);
   }
 
   get baseUrl(): string {

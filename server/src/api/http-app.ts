@@ -73,6 +73,8 @@ export function createHttpApp(o: HttpAppOptions): express.Express {
   app.use('/api', api);
   app.use('/api', (req, _res, next) => next(new SluiceError('NOT_FOUND', `no route ${req.method} /api${req.path}`)));
 
+  // Browsers ask for /favicon.ico whatever the page links; the dashboard's icon is an SVG.
+  app.get('/favicon.ico', (_req, res) => res.type('image/svg+xml').sendFile(path.join(o.dashboardDir, 'favicon.svg')));
   app.use(express.static(o.dashboardDir));
   app.use(errorHandler(o.logger));
   return app;

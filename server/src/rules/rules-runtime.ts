@@ -51,6 +51,7 @@ export interface RulesRuntimeOptions {
   writes: Pick<StorageWorkerClient, 'writeSaved' | 'writeWindowResult' | 'writeCheckpoint'>;
   /** Values of the latest telemetry records as ingest parsed them (the rules group takes them from here). */
   recentEntries?: RecentEntries;
+  /** The process's logger: the runtime names its parts' components itself (rules, alarms, alarm-outbox). */
   logger: Logger;
   onOffsetReset?: (partition: number) => void;
   onWindowsOffsetReset?: (partition: number) => void;
@@ -61,7 +62,9 @@ export interface RulesRuntimeOptions {
 /** The rule engine with its rules, its sinks and its consumer group, wired together. */
 export function createRulesRuntime(o: RulesRuntimeOptions): RulesRuntime {
   const engine = new RuleEngine();
-  const webhooks = new WebhookSender(o.logger.child({ sink: 'webhook' }));
+  // One child per component, each from the root: a child of a child would repeat the `component` key.
+  const logger = o.logger.child({ component: 'rules' });
+  const webhooks = new WebhookSender(logger.child({ sink: 'webhook' }));
   let publish: RuleSinks['republish'] = () => {};
   const alarmListeners: ((alarm: Alarm, change: AlarmChange) => void)[] = [];
   const outbox = new AlarmOutbox(o.db, o.logger.child({ component: 'alarm-outbox' }), o.alarmRetry);
@@ -79,10 +82,10 @@ export function createRulesRuntime(o: RulesRuntimeOptions): RulesRuntime {
       // Stored by the storage worker; pushed live once it is (so GET /api/windows has it then).
       o.writes.writeWindowResult(r, Date.now()).then(
         () => { for (const l of windowListeners) l(stored); },
-        (err: unknown) => o.logger.error({ err, rule: stored.rule, group: stored.group, start: stored.start }, 'could not store a window result'));
+        (err: unknown) => logger.error({ err, rule: stored.rule, group: stored.group, start: stored.start }, 'could not store a window result'));
       // Other consumers (alarms, rules) read window results from the `windows` topic.
       o.log.append(WINDOWS_TOPIC, { key: `${stored.rule}/${stored.group}`, value: Buffer.from(JSON.stringify({ ...stored, update: r.update })), timestamp: r.end })
-        .catch((err: unknown) => o.logger.error({ err }, 'could not append a window result to the windows topic'));
+        .catch((err: unknown) => logger.error({ err }, 'could not append a window result to the windows topic'));
     },
     late() {},
   });
@@ -103,7 +106,7 @@ export function createRulesRuntime(o: RulesRuntimeOptions): RulesRuntime {
       await o.writes.writeCheckpoint({ offsets: [...processed], state: windows.snapshot() }, Date.now());
     } catch (err) {
       dirty = true;
-      o.logger.error({ err }, 'could not save the window checkpoint; trying again');
+      logger.error({ err }, 'could not save the window checkpoint; trying again');
     }
   };
   engine.onChange = () => windows.retainRules(new Set(engine.rules().map((r) => r.id)));
@@ -120,9 +123,9 @@ export function createRulesRuntime(o: RulesRuntimeOptions): RulesRuntime {
     webhook: (request) => webhooks.send(request),
     window: (rule, node, compiled, message) => windows.handle(rule, node, compiled, message),
     alarm: (rule, node, compiled, message) => alarms.evaluate(rule, node, compiled, message),
-    log: (level, fields, text) => o.logger[level](fields, text),
+    log: (level, fields, text) => logger[level](fields, text),
   };
-  const service = new RuleService(o.db, o.rulesDir, engine, sinks, o.logger);
+  const service = new RuleService(o.db, o.rulesDir, engine, sinks, logger);
   /**
    * What `save` nodes collected during a batch, written in one transaction after it; the batch
    * is committed only once that is done (at-least-once, like the storage group).
@@ -143,7 +146,7 @@ export function createRulesRuntime(o: RulesRuntimeOptions): RulesRuntime {
       publish = publishFn;
       outbox.start();
       consumer = startRulesConsumer({
-        log: o.log, registry: o.registry, engine, logger: o.logger, onOffsetReset: o.onOffsetReset,
+        log: o.log, registry: o.registry, engine, logger, onOffsetReset: o.onOffsetReset,
         startAt: (partition) => processed[partition], recentEntries: o.recentEntries,
         async afterBatch(partition, nextOffset) {
           await flushSaved();
@@ -152,7 +155,7 @@ export function createRulesRuntime(o: RulesRuntimeOptions): RulesRuntime {
         },
       });
       windowConsumer = startWindowRulesConsumer({
-        log: o.log, registry: o.registry, engine, logger: o.logger, topic: WINDOWS_TOPIC, onOffsetReset: o.onWindowsOffsetReset,
+        log: o.log, registry: o.registry, engine, logger, topic: WINDOWS_TOPIC, onOffsetReset: o.onWindowsOffsetReset,
         afterBatch: flushSaved,
       });
     },
