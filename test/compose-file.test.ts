@@ -63,8 +63,26 @@ function withoutIdLabels(node: unknown): unknown {
     .map(([key, value]) => [key, withoutIdLabels(value)]));
 }
 
-function readCompose(): ComposeDocument {
-  return parse(fs.readFileSync(composeFile, 'utf8')) as ComposeDocument;
+/**
+ * The document as Compose validates it: after `${NAME}`, `${NAME:-default}` and `${NAME-default}`
+ * are replaced from the environment (here: the one given), as Compose interpolates before it checks.
+ */
+function interpolate(node: unknown, env: Record<string, string>): unknown {
+  if (typeof node === 'string') {
+    return node.replace(/\$\{(\w+)(?:(:?-)([^}]*))?\}/g, (_all, name: string, op: string | undefined, fallback: string | undefined) => {
+      const value = env[name];
+      if (op === ':-') return value === undefined || value === '' ? (fallback ?? '') : value;
+      if (op === '-') return value ?? fallback ?? '';
+      return value ?? '';
+    });
+  }
+  if (Array.isArray(node)) return node.map((n) => interpolate(n, env));
+  if (typeof node !== 'object' || node === null) return node;
+  return Object.fromEntries(Object.entries(node).map(([k, v]) => [k, interpolate(v, env)]));
+}
+
+function readCompose(env: Record<string, string> = {}): ComposeDocument {
+  return interpolate(parse(fs.readFileSync(composeFile, 'utf8')), env) as ComposeDocument;
 }
 
 /** The container ports a service publishes, from the short ("8080:8080") or long syntax. */
@@ -80,10 +98,13 @@ function publishedContainerPorts(ports: NonNullable<ComposeDocument['services'][
 describe('docker-compose.yml', () => {
   const validate = composeValidator();
 
-  it('is a valid Compose file', () => {
-    const doc = readCompose();
-    const valid = validate(doc);
-    expect(valid, JSON.stringify(validate.errors, null, 2)).toBe(true);
+  it('is a valid Compose file, with its variables unset and set', () => {
+    for (const env of [{}, { ADMIN_TOKEN: 'a-token-of-mine', SLUICE_MQTT_PORT: '11883', SLUICE_HTTP_PORT: '18080' }]) {
+      const doc = readCompose(env);
+      const valid = validate(doc);
+      expect(valid, JSON.stringify(validate.errors, null, 2)).toBe(true);
+    }
+    expect(readCompose({ SLUICE_HTTP_PORT: '18080' }).services.sluice!.ports).toContain('18080:8080');
   });
 
   it('runs sluice with MQTT on 1883 and HTTP on 8080, built from the Dockerfile here', () => {
