@@ -99,7 +99,7 @@ describe('docker-compose.yml', () => {
   const validate = composeValidator();
 
   it('is a valid Compose file, with its variables unset and set', () => {
-    for (const env of [{}, { ADMIN_TOKEN: 'a-token-of-mine', SLUICE_MQTT_PORT: '11883', SLUICE_HTTP_PORT: '18080' }]) {
+    for (const env of [{}, { ADMIN_TOKEN: 'a-token-of-mine', SLUICE_MQTT_PORT: '11883', SLUICE_HTTP_PORT: '18080' }] as Record<string, string>[]) {
       const doc = readCompose(env);
       const valid = validate(doc);
       expect(valid, JSON.stringify(validate.errors, null, 2)).toBe(true);
