@@ -10,7 +10,7 @@ describe('the sluice command', () => {
     const server = await startChildSluice(dataDir);
     try {
       const health = await fetch(`http://127.0.0.1:${server.ports.http}/healthz`);
-      expect(await health.json()).toEqual({ status: 'ok' });
+      expect(await health.json()).toMatchObject({ status: 'ok' });
       const token = fs.readFileSync(path.join(dataDir, 'admin-token'), 'utf8').trim();
       expect(token.length).toBeGreaterThanOrEqual(24);
       expect(server.output()).toContain(token);

@@ -25,6 +25,8 @@ export interface Config {
   logSegmentBytes: number;
   logLevel: string;
   prettyLogs: boolean;
+  /** A consumer group with records to read that has not moved for this long makes /healthz 503. */
+  healthStallAfterMs: number;
   /** Backoff of alarm webhook retries (not a flag: tests shorten it). */
   alarmRetry: { firstMs: number; maxMs: number };
   demo: boolean;
@@ -46,6 +48,7 @@ const options = {
   'log-retention': { env: 'LOG_RETENTION', default: '7d', help: 'delete log segments older than this: <n>ms|s|m|h|d, or none' },
   'log-retention-bytes': { env: 'LOG_RETENTION_BYTES', default: 'none', help: 'keep at most this much log per partition: <n>[KiB|MiB|GiB], or none' },
   'log-segment-bytes': { env: 'LOG_SEGMENT_BYTES', default: '64MiB', help: 'log segment size: <n>[KiB|MiB|GiB], 1KiB..1GiB' },
+  'health-stall-after': { env: 'HEALTH_STALL_AFTER', default: '60s', help: '/healthz fails when a consumer group has records to read and has not moved for this long: <n>ms|s|m|h' },
   'log-level': { env: 'LOG_LEVEL', default: 'info', help: logLevels.join(' | ') },
   'log-format': { env: 'LOG_FORMAT', default: 'auto', help: 'pretty | json | auto (pretty on a terminal)' },
 } as const;
@@ -67,12 +70,12 @@ const fsyncPolicy = z.string().transform((value, ctx): FsyncPolicy => {
 const durationUnits = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 } as const;
 const byteUnits = { '': 1, B: 1, KiB: 1024, MiB: 1024 ** 2, GiB: 1024 ** 3 } as const;
 
-const durationOrNone = (name: string) => z.string().transform((value, ctx): number | null => {
-  if (value === 'none') return null;
+const durationOrNone = (name: string, allowNone = true) => z.string().transform((value, ctx): number | null => {
+  if (allowNone && value === 'none') return null;
   const m = /^(\d+)(ms|s|m|h|d)$/.exec(value);
   const ms = m ? Number(m[1]) * durationUnits[m[2] as keyof typeof durationUnits] : 0;
   if (ms > 0 && Number.isSafeInteger(ms)) return ms;
-  ctx.addIssue({ code: 'custom', message: `${name} must be a positive duration like 12h or 7d, or none; got "${value}"` });
+  ctx.addIssue({ code: 'custom', message: `${name} must be a positive duration like 12h or 7d${allowNone ? ', or none' : ''}; got "${value}"` });
   return z.NEVER;
 });
 
@@ -98,6 +101,7 @@ const schema = z.object({
   'log-retention': durationOrNone('log-retention'),
   'log-retention-bytes': bytes('log-retention-bytes', true, 1024, Number.MAX_SAFE_INTEGER),
   'log-segment-bytes': bytes('log-segment-bytes', false, 1024, 1024 ** 3),
+  'health-stall-after': durationOrNone('health-stall-after', false),
   'log-level': z.enum(logLevels),
   'log-format': z.enum(['pretty', 'json', 'auto']),
 });
@@ -157,6 +161,7 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv, isTty = false
       logRetentionMs: v['log-retention'],
       logRetentionBytes: v['log-retention-bytes'],
       logSegmentBytes: v['log-segment-bytes'] as number,
+      healthStallAfterMs: v['health-stall-after'] as number,
       logLevel: v['log-level'],
       prettyLogs: format === 'pretty' || (format === 'auto' && isTty),
       demo: parsed.values.demo === true,
@@ -171,6 +176,6 @@ export function testConfig(overrides: Partial<Config> & { dataDir: string }): Co
     mqttPort: 0, httpPort: 0, host: '127.0.0.1', adminToken: 'test-admin-token', partitions: 4,
     // No rules unless a test brings its own: the examples in rules/ would act on every test's data.
     rulesDir: path.join(overrides.dataDir, 'rules'), maxPayloadBytes: 65536, fsync: { mode: 'interval', intervalMs: 50 },
-    logRetentionMs: 7 * 86_400_000, logRetentionBytes: null, logSegmentBytes: 64 * 1024 ** 2, logLevel: 'silent', prettyLogs: false, demo: false, alarmRetry: { firstMs: 200, maxMs: 1000 }, ...overrides,
+    logRetentionMs: 7 * 86_400_000, logRetentionBytes: null, logSegmentBytes: 64 * 1024 ** 2, logLevel: 'silent', prettyLogs: false, healthStallAfterMs: 60_000, demo: false, alarmRetry: { firstMs: 200, maxMs: 1000 }, ...overrides,
   };
 }

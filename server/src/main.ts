@@ -6,6 +6,9 @@ import { startSluice } from './sluice.js';
 
 /** `npm start`: read config, start Sluice, stop cleanly on SIGINT/SIGTERM. */
 async function main(): Promise<void> {
+  // Everything Sluice writes (log, database with device tokens, offsets, the admin token) is for
+  // its owner only.
+  process.umask(0o077);
   let parsed;
   try {
     parsed = loadConfig(process.argv.slice(2), process.env, process.stdout.isTTY === true);
@@ -23,7 +26,9 @@ async function main(): Promise<void> {
   const sluice = await startSluice(config, logger);
   logger.info({ mqtt: sluice.ports.mqtt, http: sluice.ports.http, dataDir: config.dataDir }, 'Sluice is up');
   logger.info(`dashboard: http://localhost:${sluice.ports.http}/`);
-  logger.info(`admin token${sluice.adminTokenGenerated ? ' (generated, stored in the data dir)' : ''}: ${sluice.adminToken}`);
+  // A generated token is printed once, when it is made; after that the log never carries it.
+  if (sluice.adminTokenGenerated) logger.info(`admin token (generated, stored in the data dir): ${sluice.adminToken}`);
+  else logger.info(config.adminToken ? 'admin token: as configured (--admin-token / ADMIN_TOKEN)' : `admin token: in ${config.dataDir}/admin-token`);
   const demo: DemoFleet | undefined = config.demo ? startDemoFleet(sluice.ports, sluice.adminToken, logger.child({ component: 'demo' })) : undefined;
 
   let signals = 0;

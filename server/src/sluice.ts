@@ -7,6 +7,7 @@ import { createHttpApp, defaultDashboardDir } from './api/http-app.js';
 import { systemClock, type Clock } from './clock.js';
 import type { Config } from './config.js';
 import { StartupError } from './errors.js';
+import { ConsumerProgress } from './health/consumer-progress.js';
 import { Ingest } from './ingest/ingest.js';
 import { startMqttBroker } from './ingest/mqtt-broker.js';
 import { RejectedMessages } from './ingest/rejected-messages.js';
@@ -72,9 +73,13 @@ export async function startSluice(config: Config, logger: Logger, clock: Clock =
   const ingest = new Ingest(log, rejected, metrics, clock, logger.child({ component: 'ingest' }), config.maxPayloadBytes);
 
   let ready = false;
+  const progress = new ConsumerProgress({
+    log, clock, stallAfterMs: config.healthStallAfterMs,
+    groups: [{ group: STORAGE_GROUP, topic: TELEMETRY_TOPIC }, { group: RULES_GROUP, topic: TELEMETRY_TOPIC }, { group: WINDOW_RULES_GROUP, topic: WINDOWS_TOPIC }],
+  });
   const app = createHttpApp({
     adminToken, registry, store, ingest, log, rejected, metrics, rules: rules.service, ruleEngine: rules.engine, windows: rules.windowStore, windowEngine: rules.windows, alarms: rules.alarms, logger: logger.child({ component: 'http' }), clock,
-    maxPayloadBytes: config.maxPayloadBytes, dashboardDir: defaultDashboardDir, isReady: () => ready,
+    maxPayloadBytes: config.maxPayloadBytes, dashboardDir: defaultDashboardDir, isReady: () => ready, progress,
   });
   const httpServer = http.createServer(app);
   const realtime = startRealtime(httpServer, adminToken, log, logger.child({ component: 'realtime' }));
@@ -100,6 +105,7 @@ export async function startSluice(config: Config, logger: Logger, clock: Clock =
   const stop = () => {
     stopping ??= (async () => {
       ready = false;
+      progress.stop();
       await mqtt.close();
       await realtime.close();
       httpServer.closeAllConnections();
@@ -125,6 +131,7 @@ export async function startSluice(config: Config, logger: Logger, clock: Clock =
     throw err;
   }
   fs.writeFileSync(path.join(config.dataDir, 'ports.json'), JSON.stringify(ports));
+  progress.start();
   ready = true;
 
   return {

@@ -4,12 +4,15 @@ import type { Logger } from '../logger.js';
 import type { Log } from '../log/types.js';
 import type { Metrics } from '../metrics.js';
 import { SluiceError } from '../errors.js';
+import { redactDevicePath } from '../redact.js';
 import type { Ingest } from '../ingest/ingest.js';
 import type { RejectedMessages } from '../ingest/rejected-messages.js';
 import type { DeviceRegistry } from '../storage/device-registry.js';
 import type { TimeSeriesStore } from '../storage/timeseries.js';
 import { requireAdminToken } from './auth.js';
 import type { Clock } from '../clock.js';
+import type { ConsumerProgress } from '../health/consumer-progress.js';
+import { dashboardFiles, securityHeaders } from './dashboard-files.js';
 import { deviceHttpRouter } from './device-http-router.js';
 import { devicesRouter } from './devices-router.js';
 import { logRouter } from './log-router.js';
@@ -42,6 +45,8 @@ export interface HttpAppOptions {
   maxPayloadBytes: number;
   dashboardDir: string;
   isReady: () => boolean;
+  /** Whether the consumer groups keep moving (a stalled one makes /healthz 503). */
+  progress: Pick<ConsumerProgress, 'groups' | 'problems'>;
 }
 
 /** The HTTP surface: health, metrics, the device API, the operator API and the dashboard. */
@@ -49,10 +54,14 @@ export function createHttpApp(o: HttpAppOptions): express.Express {
   const app = express();
   app.disable('x-powered-by');
   app.set('query parser', 'simple');
+  app.use(securityHeaders());
 
   app.get('/healthz', (_req, res) => {
-    if (o.isReady()) res.json({ status: 'ok' });
-    else res.status(503).json({ status: 'starting' });
+    if (!o.isReady()) return void res.status(503).json({ status: 'starting' });
+    const consumers = o.progress.groups();
+    const problems = o.progress.problems();
+    if (problems.length > 0) res.status(503).json({ status: 'unhealthy', problems, consumers });
+    else res.json({ status: 'ok', consumers });
   });
   app.get('/metrics', async (_req, res) => {
     res.type(o.metrics.registry.contentType).send(await o.metrics.registry.metrics());
@@ -73,9 +82,7 @@ export function createHttpApp(o: HttpAppOptions): express.Express {
   app.use('/api', api);
   app.use('/api', (req, _res, next) => next(new SluiceError('NOT_FOUND', `no route ${req.method} /api${req.path}`)));
 
-  // Browsers ask for /favicon.ico whatever the page links; the dashboard's icon is an SVG.
-  app.get('/favicon.ico', (_req, res) => res.type('image/svg+xml').sendFile(path.join(o.dashboardDir, 'favicon.svg')));
-  app.use(express.static(o.dashboardDir));
+  app.use(dashboardFiles(o.dashboardDir));
   app.use(errorHandler(o.logger));
   return app;
 }
@@ -84,7 +91,7 @@ export function createHttpApp(o: HttpAppOptions): express.Express {
 function errorHandler(logger: Logger): ErrorRequestHandler {
   return (err, req, res, _next) => {
     if (err instanceof SluiceError) {
-      if (err.status >= 500) logger.error({ err, path: req.path }, 'request failed');
+      if (err.status >= 500) logger.error({ err, path: redactDevicePath(req.path) }, 'request failed');
       res.status(err.status).json({ error: err.message });
       return;
     }
@@ -96,7 +103,7 @@ function errorHandler(logger: Logger): ErrorRequestHandler {
     } else if (typeof e.status === 'number' && e.status >= 400 && e.status < 500) {
       res.status(e.status).json({ error: e.message ?? 'bad request' });
     } else {
-      logger.error({ err, path: req.path }, 'unexpected error serving a request');
+      logger.error({ err, path: redactDevicePath(req.path) }, 'unexpected error serving a request');
       res.status(500).json({ error: 'internal error; the server log has the details' });
     }
   };
