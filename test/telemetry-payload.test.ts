@@ -6,16 +6,16 @@ const parse = (text: string) => parseTelemetryPayload(Buffer.from(text), 1000);
 describe('device payload forms', () => {
   it('takes flat values at server time', () => {
     expect(parse('{"temp":21.5,"on":true,"mode":"auto","pos":{"lat":1,"lon":2}}')).toEqual({
-      ok: true, entries: [{ ts: 1000, values: { temp: 21.5, on: true, mode: 'auto', pos: { lat: 1, lon: 2 } } }],
+      ok: true, entries: [{ ts: 1000, values: { temp: 21.5, on: true, mode: 'auto', pos: { lat: 1, lon: 2 } } }], keys: 4,
     });
   });
 
   it('takes {ts, values} at the device time', () => {
-    expect(parse('{"ts":1700000000000,"values":{"temp":1}}')).toEqual({ ok: true, entries: [{ ts: 1700000000000, values: { temp: 1 } }] });
+    expect(parse('{"ts":1700000000000,"values":{"temp":1}}')).toEqual({ ok: true, entries: [{ ts: 1700000000000, values: { temp: 1 } }], keys: 1 });
   });
 
   it('takes an array mixing both forms', () => {
-    expect(parse('[{"a":1},{"ts":5,"values":{"b":2}}]')).toEqual({ ok: true, entries: [{ ts: 1000, values: { a: 1 } }, { ts: 5, values: { b: 2 } }] });
+    expect(parse('[{"a":1},{"ts":5,"values":{"b":2}}]')).toEqual({ ok: true, entries: [{ ts: 1000, values: { a: 1 } }, { ts: 5, values: { b: 2 } }], keys: 2 });
   });
 });
 

@@ -14,8 +14,14 @@ const patchDeviceBody = z.strictObject({ name: name.optional(), type: type.optio
 
 const listQuery = z.object({ include: z.enum(['latest'], { error: 'must be latest' }).optional() }).strict();
 
+/**
+ * Latest values per device in the fleet answer (?include=latest): the whole fleet comes in one
+ * answer, so a device with thousands of keys must not make it hundreds of MB.
+ */
+export const DEFAULT_FLEET_LATEST_KEYS_PER_DEVICE = 100;
+
 /** /api/devices: the device registry. */
-export function devicesRouter(registry: DeviceRegistry, store: TimeSeriesStore): Router {
+export function devicesRouter(registry: DeviceRegistry, store: TimeSeriesStore, fleetLatestKeysPerDevice = DEFAULT_FLEET_LATEST_KEYS_PER_DEVICE): Router {
   const router = Router();
 
   router.post('/', (req, res) => {
@@ -23,12 +29,17 @@ export function devicesRouter(registry: DeviceRegistry, store: TimeSeriesStore):
     res.status(201).json(registry.create(body));
   });
 
-  // ?include=latest adds each device's latest values: the whole fleet in one request.
+  // ?include=latest adds each device's latest values: the whole fleet in one request. A device
+  // with more keys gets its first ones and `latestTruncated: true` (all: .../telemetry/latest).
   router.get('/', (req, res) => {
     const { include } = parseInput(listQuery, req.query, 'query');
     if (include !== 'latest') return void res.json(registry.list());
-    const latest = store.latestOfAll();
-    res.json(registry.list().map((d) => ({ ...d, latest: latest.get(d.id) ?? {} })));
+    const devices = registry.list();
+    const latest = store.latestOfEach(devices.map((d) => d.id), fleetLatestKeysPerDevice);
+    res.json(devices.map((d) => {
+      const l = latest.get(d.id);
+      return l?.truncated ? { ...d, latest: l.latest, latestTruncated: true } : { ...d, latest: l?.latest ?? {} };
+    }));
   });
 
   router.get('/:id', (req, res) => {

@@ -1,14 +1,31 @@
 import type { Clock } from '../clock.js';
 import { SluiceError } from '../errors.js';
 import type { AppendResult, Log } from '../log/types.js';
+import { LogRateLimit } from '../log-rate-limit.js';
 import type { Logger } from '../logger.js';
 import type { Metrics } from '../metrics.js';
 import type { Device } from '../storage/device-registry.js';
 import { TELEMETRY_TOPIC, toLogRecord, type MessageKind } from '../telemetry/device-message.js';
-import { parseTelemetryPayload, type RejectionCategory, type TelemetryEntry } from '../telemetry/payload.js';
+import {
+  DEFAULT_MAX_PAYLOAD_DEPTH, DEFAULT_MAX_PAYLOAD_KEYS, parseTelemetryPayload, type ParsedTelemetry, type PayloadLimits, type RejectionCategory,
+} from '../telemetry/payload.js';
+import type { DeviceTelemetryKeys } from './device-telemetry-keys.js';
 import type { RejectedMessages } from './rejected-messages.js';
 
 export type Transport = 'mqtt' | 'http';
+
+/**
+ * Called with each telemetry message once it is in the durable log: the device, its values as
+ * ingest parsed them, where it is in the log and the payload's size.
+ */
+export type TelemetryListener = (device: Device, parsed: ParsedTelemetry, appended: AppendResult, payloadBytes: number) => void;
+
+export interface IngestOptions {
+  /** How deep and how many keys a payload may have (DEFAULT_MAX_PAYLOAD_DEPTH, DEFAULT_MAX_PAYLOAD_KEYS). */
+  payloadLimits?: Partial<PayloadLimits>;
+  /** The cap on distinct telemetry keys per device; none without. */
+  deviceKeys?: DeviceTelemetryKeys;
+}
 
 export type IngestOutcome =
   | { accepted: true }
@@ -25,8 +42,11 @@ const ACCEPTED: IngestOutcome = Object.freeze({ accepted: true });
 
 export class Ingest {
   private logFullUntil = 0;
-  private telemetryListener: ((deviceId: string, entries: TelemetryEntry[], appended: AppendResult) => void) | undefined;
+  private telemetryListener: TelemetryListener | undefined;
   private lastAppendErrorLoggedAt = -Infinity;
+  private readonly listenerErrorLogLimit = new LogRateLimit();
+  private readonly payloadLimits: Readonly<PayloadLimits>;
+  private readonly deviceKeys: DeviceTelemetryKeys | undefined;
   constructor(
     private readonly log: Log,
     private readonly rejectedMessages: RejectedMessages,
@@ -34,7 +54,14 @@ export class Ingest {
     private readonly clock: Clock,
     private readonly logger: Logger,
     private readonly maxPayloadBytes: number,
-  ) {}
+    options: IngestOptions = {},
+  ) {
+    this.payloadLimits = Object.freeze({
+      maxDepth: options.payloadLimits?.maxDepth ?? DEFAULT_MAX_PAYLOAD_DEPTH,
+      maxKeys: options.payloadLimits?.maxKeys ?? DEFAULT_MAX_PAYLOAD_KEYS,
+    });
+    this.deviceKeys = options.deviceKeys;
+  }
 
   accept(device: Device, kind: MessageKind, payload: Buffer, transport: Transport, topic: string): Promise<IngestOutcome> {
     const receivedAt = this.clock.now();
@@ -42,12 +69,16 @@ export class Ingest {
       return Promise.resolve(this.reject(transport, topic, device.id, receivedAt, 'too_large',
         `payload of ${payload.length} bytes exceeds the ${this.maxPayloadBytes}-byte limit`));
     }
-    const parsed = parseTelemetryPayload(payload, receivedAt);
+    const parsed = parseTelemetryPayload(payload, receivedAt, this.payloadLimits);
     if (!parsed.ok) return Promise.resolve(this.reject(transport, topic, device.id, receivedAt, parsed.category, parsed.reason));
+    if (kind === 'telemetry' && this.deviceKeys) {
+      const tooMany = this.deviceKeys.admit(device.id, parsed.entries);
+      if (tooMany !== undefined) return Promise.resolve(this.reject(transport, topic, device.id, receivedAt, 'too_many_keys', tooMany));
+    }
     // Not an async function: one promise per message less (this runs for every message).
     return this.log.append(TELEMETRY_TOPIC, toLogRecord(device.id, kind, payload, receivedAt)).then((appended) => {
       this.metrics.countMessageIn(transport, kind);
-      if (kind === 'telemetry') this.telemetryListener?.(device.id, parsed.entries, appended);
+      if (kind === 'telemetry' && this.telemetryListener) this.notify(device, parsed, appended, payload.length);
       return ACCEPTED;
     }, (err: unknown) => {
       throw this.appendFailed(err, device.id);
@@ -57,10 +88,24 @@ export class Ingest {
   /**
    * Called with the values of each telemetry message once it is in the durable log, and where it
    * is there (the live push, the rules group): they were parsed for validation already, so these
-   * get them without another parse.
+   * get them without another parse. What it throws is logged and counted, never the device's
+   * concern: its PUBACK or 200 depends on the durable append alone.
    */
-  onTelemetry(listener: (deviceId: string, entries: TelemetryEntry[], appended: AppendResult) => void): void {
+  onTelemetry(listener: TelemetryListener): void {
     this.telemetryListener = listener;
+  }
+
+  private notify(device: Device, parsed: ParsedTelemetry, appended: AppendResult, payloadBytes: number): void {
+    try {
+      this.telemetryListener!(device, parsed, appended, payloadBytes);
+    } catch (err) {
+      this.metrics.telemetryListenerErrors.inc();
+      const left = this.listenerErrorLogLimit.take();
+      if (left !== undefined) {
+        this.logger.error({ err, deviceId: device.id, partition: appended.partition, offset: appended.offset, alsoFailedSinceLastLine: left },
+          'a telemetry listener failed after the append (the message is in the log and acknowledged)');
+      }
+    }
   }
 
   /**
@@ -88,8 +133,8 @@ export class Ingest {
   /** Records a message that never reached validation (e.g. an unknown topic). */
   reject(transport: Transport, topic: string, deviceId: string | undefined, ts: number, category: RejectionCategory, reason: string): IngestOutcome {
     this.metrics.messagesRejected.inc({ transport, reason: category });
-    this.rejectedMessages.add({ ts, deviceId, topic, reason });
-    this.logger.debug({ deviceId, topic, reason }, 'rejected a device message');
+    const kept = this.rejectedMessages.add({ ts, deviceId, topic, reason });
+    this.logger.debug({ deviceId, topic: kept.topic, reason: kept.reason }, 'rejected a device message');
     return { accepted: false, reason, category };
   }
 }

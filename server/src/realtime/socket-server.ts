@@ -2,6 +2,7 @@ import type http from 'node:http';
 import { Server } from 'socket.io';
 import { tokensEqual } from '../api/auth.js';
 import type { Log } from '../log/types.js';
+import { LogRateLimit } from '../log-rate-limit.js';
 import type { Logger } from '../logger.js';
 import type { TelemetryEntry } from '../telemetry/payload.js';
 import type { StoredWindowResult } from '../windows/window-store.js';
@@ -41,6 +42,22 @@ export function startRealtime(httpServer: http.Server, adminToken: string, log: 
     next(new Error('unauthorized: the admin token is wrong or missing'));
   });
 
+  // socket.io walks an event's data recursively (hasBinary) and serialises it: data it cannot take
+  // (nested too deep for the stack) throws. That must cost the event, never the caller — ingest
+  // calls this after the append, and the device's PUBACK does not depend on dashboards.
+  const emitErrorLogLimit = new LogRateLimit();
+  const emit = (event: string, data: unknown) => {
+    try {
+      io.emit(event, data);
+    } catch (err) {
+      const left = emitErrorLogLimit.take();
+      if (left !== undefined) {
+        const about = data as { deviceId?: unknown; rule?: unknown };
+        logger.warn({ err, event, deviceId: about.deviceId, rule: about.rule, alsoFailedSinceLastLine: left }, 'a live event could not be sent; dropped it');
+      }
+    }
+  };
+
   let storedSinceLastStats = 0;
   let lastStatsAt = Date.now();
   const statsTimer = setInterval(async () => {
@@ -57,16 +74,16 @@ export function startRealtime(httpServer: http.Server, adminToken: string, log: 
   return {
     publishTelemetry(deviceId, entries) {
       if (io.engine.clientsCount === 0) return;
-      for (const entry of entries) io.emit('telemetry', { deviceId, ts: entry.ts, values: entry.values });
+      for (const entry of entries) emit('telemetry', { deviceId, ts: entry.ts, values: entry.values });
     },
     countStored(messages) {
       storedSinceLastStats += messages;
     },
     publishWindow(result) {
-      if (io.engine.clientsCount > 0) io.emit('window', result);
+      if (io.engine.clientsCount > 0) emit('window', result);
     },
     publishAlarm(alarm) {
-      if (io.engine.clientsCount > 0) io.emit('alarm', alarm);
+      if (io.engine.clientsCount > 0) emit('alarm', alarm);
     },
     async close() {
       clearInterval(statsTimer);

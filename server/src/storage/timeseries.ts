@@ -50,8 +50,9 @@ export class TimeSeriesStore {
   private readonly upsertLatest;
   private readonly upsertAttribute;
   private readonly selectLatest;
-  private readonly selectAllLatest;
   private readonly selectKeys;
+  private readonly selectSeriesKeys;
+  private readonly selectLatestLimited;
   private readonly selectAttributes;
   private readonly selectSeries;
   private readonly writeTransaction;
@@ -68,9 +69,10 @@ export class TimeSeriesStore {
     this.upsertAttribute = db.prepare(`INSERT INTO client_attributes (device_id, key, ts, value) VALUES (?, ?, ?, ?)
       ON CONFLICT (device_id, key) DO UPDATE SET ts = excluded.ts, value = excluded.value WHERE excluded.ts >= client_attributes.ts`);
     this.selectLatest = db.prepare('SELECT key, ts, kind, num, str FROM ts_latest WHERE device_id = ? ORDER BY key');
-    this.selectAllLatest = db.prepare('SELECT device_id, key, ts, kind, num, str FROM ts_latest ORDER BY device_id, key');
     this.selectAttributes = db.prepare('SELECT key, value FROM client_attributes WHERE device_id = ? ORDER BY key');
     this.selectKeys = db.prepare('SELECT key FROM ts_latest WHERE device_id = ? ORDER BY key').pluck();
+    this.selectSeriesKeys = db.prepare('SELECT key FROM ts_series WHERE device_id = ? LIMIT ?').pluck();
+    this.selectLatestLimited = db.prepare('SELECT key, ts, kind, num, str FROM ts_latest WHERE device_id = ? ORDER BY key LIMIT ?');
     this.selectSeries = db.prepare(`SELECT ts, kind, num, str FROM (
         SELECT ts, kind, num, str FROM ts_points
         WHERE series = (SELECT id FROM ts_series WHERE device_id = ? AND key = ?) AND ts >= ? AND ts <= ? ORDER BY ts DESC LIMIT ?
@@ -127,15 +129,29 @@ export class TimeSeriesStore {
     this.writeTransaction(batch);
   }
 
-  /** Latest values of every device at once (the fleet table), by device id. */
-  latestOfAll(): Map<string, Record<string, Point>> {
-    const out = new Map<string, Record<string, Point>>();
-    for (const row of this.selectAllLatest.all() as (ValueRow & { device_id: string })[]) {
-      let d = out.get(row.device_id);
-      if (!d) out.set(row.device_id, (d = {}));
-      d[row.key] = { ts: row.ts, value: decodeValue(row) };
+  /**
+   * Latest values of each of these devices, at most `maxKeys` each (the first keys in alphabetical
+   * order; `truncated` when the device has more): one bounded query per device, so a device with
+   * thousands of keys costs no more than `maxKeys` rows.
+   */
+  latestOfEach(deviceIds: readonly string[], maxKeys: number): Map<string, { latest: Record<string, Point>; truncated: boolean }> {
+    const out = new Map<string, { latest: Record<string, Point>; truncated: boolean }>();
+    for (const deviceId of deviceIds) {
+      const rows = this.selectLatestLimited.all(deviceId, maxKeys + 1) as ValueRow[];
+      const latest: Record<string, Point> = {};
+      for (let i = 0; i < Math.min(rows.length, maxKeys); i++) latest[rows[i]!.key] = { ts: rows[i]!.ts, value: decodeValue(rows[i]!) };
+      out.set(deviceId, { latest, truncated: rows.length > maxKeys });
     }
     return out;
+  }
+
+  /** Up to `limit` of the keys a device has series of. */
+  seriesKeys(deviceId: string, limit: number): string[] {
+    return this.selectSeriesKeys.all(deviceId, limit) as string[];
+  }
+
+  hasSeries(deviceId: string, key: string): boolean {
+    return this.selectSeriesId.get(deviceId, key) !== undefined;
   }
 
   latest(deviceId: string): Record<string, Point> {
