@@ -1,5 +1,6 @@
 import { SluiceError } from '../errors.js';
 import type { Logger } from '../logger.js';
+import { isValidOffset } from './offsets-file.js';
 import type { Log, StoredRecord } from './types.js';
 
 export interface ConsumerOptions {
@@ -21,8 +22,25 @@ export interface ConsumerOptions {
    * end without reading, so it neither spends time on the log nor builds up a backlog.
    */
   idle?: () => boolean;
-  /** Where to start a partition instead of the group's committed offset (a checkpoint's offsets). */
-  startAt?: (partition: number) => number | undefined;
+  /**
+   * Where to start a partition instead of the group's committed offset (a checkpoint's offsets):
+   * an offset, `'earliest'` (the partition's start offset), or undefined for the committed one.
+   * Anything that is not an offset (a checkpoint's `null`, 1.5, -3) counts as `'earliest'`:
+   * re-reading is safe, skipping is not.
+   */
+  startAt?: (partition: number) => number | 'earliest' | undefined;
+  /**
+   * Called whenever the group's position on a partition is set other than by a handled batch —
+   * where it starts, an idle skip to the end, an offset reset — so that a caller keeping its own
+   * record of positions (the rules group's window checkpoint) stays in step with the consumer.
+   */
+  onPosition?: (partition: number, nextOffset: number) => void | Promise<void>;
+  /**
+   * How the group's offset is committed; by default at once. A group whose handler's effects
+   * become durable only later (storage: at SQLite's next WAL checkpoint) commits then. Commits
+   * must land in the order they are made.
+   */
+  commit?: (partition: number, nextOffset: number) => void;
 }
 
 export interface Consumer {
@@ -40,6 +58,7 @@ export interface Consumer {
  */
 export function startConsumer(options: ConsumerOptions): Consumer {
   const { log, group, topic, logger, handle } = options;
+  const commit = options.commit ?? ((partition: number, offset: number) => log.commit(group, topic, partition, offset));
   const maxBytes = options.maxBatchBytes ?? 1024 * 1024;
   const retryDelayMs = options.retryDelayMs ?? 500;
   const abort = new AbortController();
@@ -55,10 +74,25 @@ export function startConsumer(options: ConsumerOptions): Consumer {
   };
 
   async function startOffset(partition: number): Promise<number> {
+    const earliest = async () => (await log.offsets(topic, partition)).start;
     const fromCheckpoint = options.startAt?.(partition);
-    if (fromCheckpoint !== undefined) return fromCheckpoint;
-    const committed = await log.committed(group, topic, partition);
-    return committed ?? (await log.offsets(topic, partition)).start;
+    if (fromCheckpoint === 'earliest') return earliest();
+    if (fromCheckpoint !== undefined) {
+      if (isValidOffset(fromCheckpoint)) return fromCheckpoint;
+      logger.warn({ group, topic, partition, offset: fromCheckpoint },
+        `consumer start offset ${String(fromCheckpoint)} of ${topic}/${partition} is not an offset; reading the partition from the earliest offset`);
+      return earliest();
+    }
+    return (await log.committed(group, topic, partition)) ?? earliest();
+  }
+
+  /** Tells the caller where a partition now stands; a failure there is logged, the consumer goes on. */
+  async function positioned(partition: number, offset: number): Promise<void> {
+    try {
+      await options.onPosition?.(partition, offset);
+    } catch (err) {
+      logger.error({ err, group, topic, partition, offset }, 'consumer: recording the position failed');
+    }
   }
 
   async function resetOffset(partition: number, offset: number): Promise<number> {
@@ -69,13 +103,14 @@ export function startConsumer(options: ConsumerOptions): Consumer {
         ? `consumer offset ${offset} fell behind retention; resuming at the earliest offset ${to} (${to - offset} records were deleted unread)`
         : `consumer offset ${offset} is past the end of the log; resuming at ${to}`);
     options.onOffsetReset?.(partition, offset, to);
-    log.commit(group, topic, partition, to);
+    commit(partition, to);
     return to;
   }
 
   async function runPartition(partition: number): Promise<void> {
     let offset = await startOffset(partition);
     positions[partition] = offset;
+    await positioned(partition, offset);
     if (++startedCount === partitions) started();
     while (!abort.signal.aborted) {
       if (options.idle?.()) {
@@ -83,7 +118,8 @@ export function startConsumer(options: ConsumerOptions): Consumer {
         if (end > offset) {
           offset = end;
           positions[partition] = offset;
-          log.commit(group, topic, partition, offset);
+          commit(partition, offset);
+          await positioned(partition, offset);
           notifyProgress();
         }
         await log.waitFor(topic, partition, offset, abort.signal);
@@ -101,6 +137,7 @@ export function startConsumer(options: ConsumerOptions): Consumer {
         if (err instanceof SluiceError && err.code === 'OFFSET_OUT_OF_RANGE') {
           offset = await resetOffset(partition, offset);
           positions[partition] = offset;
+          await positioned(partition, offset);
           notifyProgress();
           continue;
         }
@@ -110,7 +147,7 @@ export function startConsumer(options: ConsumerOptions): Consumer {
       }
       offset = records[records.length - 1]!.offset + 1;
       positions[partition] = offset;
-      log.commit(group, topic, partition, offset);
+      commit(partition, offset);
       notifyProgress();
     }
   }

@@ -32,6 +32,8 @@ export interface FileLogStats {
   recordsDeletedByRetention: number;
   corruptRecordsSkipped: number;
   appendErrors: number;
+  /** Damaged consumer-offsets files and invalid partition offsets found at start (read again from the earliest). */
+  consumerOffsetsDiscarded: number;
 }
 
 interface Topic {
@@ -52,7 +54,7 @@ const MAX_REMEMBERED_KEYS = 100_000;
 export class FileLog implements Log {
   readonly stats: FileLogStats = {
     recordsAppended: 0, bytesAppended: 0, batchesWritten: 0, segmentsDeleted: 0,
-    recordsDeletedByRetention: 0, corruptRecordsSkipped: 0, appendErrors: 0,
+    recordsDeletedByRetention: 0, corruptRecordsSkipped: 0, appendErrors: 0, consumerOffsetsDiscarded: 0,
   };
   private readonly dir: string;
   private readonly topics = new Map<string, Topic>();
@@ -78,7 +80,7 @@ export class FileLog implements Log {
     this.clock = options.clock ?? systemClock;
     this.defaults = { ...defaultRetention, ...options.retention };
     fs.mkdirSync(this.dir, { recursive: true });
-    this.groups = new GroupOffsets(path.join(this.dir, '__consumer_offsets'), 100);
+    this.groups = new GroupOffsets(path.join(this.dir, '__consumer_offsets'), 100, logger, (n) => { this.stats.consumerOffsetsDiscarded += n; });
     for (const entry of fs.readdirSync(this.dir, { withFileTypes: true })) {
       if (!entry.isDirectory() || entry.name.startsWith('__')) continue;
       const file = readTopicFile(path.join(this.dir, entry.name));

@@ -15,10 +15,20 @@ export interface RulesConsumerOptions {
   registry: DeviceRegistry;
   engine: RuleEngine;
   logger: Logger;
-  /** Called after each batch went through the rules, with where the partition now stands (sinks flush here). */
+  /**
+   * Called after each batch went through the rules, with where the partition now stands (sinks
+   * flush here) — and whenever the position moves without a batch (start, idle skip, offset
+   * reset), so the window checkpoint always has every partition's true position.
+   */
   afterBatch?: (partition: number, nextOffset: number) => void | Promise<void>;
   onOffsetReset?: ConsumerOptions['onOffsetReset'];
-  startAt?: ConsumerOptions['startAt'];
+  /**
+   * The window checkpoint's offset of a partition. The checkpoint, not the group's committed
+   * offset, says where the rules group resumes: the committed offset can be ahead of the window
+   * state saved with the checkpoint. A partition it does not cover (never checkpointed) is read
+   * from the earliest offset, never from the committed one nor past the end.
+   */
+  startAt?: (partition: number) => number | undefined;
   /** Values ingest parsed already, taken instead of parsing the record again. */
   recentEntries?: RecentEntries;
 }
@@ -36,7 +46,9 @@ export function startRulesConsumer(options: RulesConsumerOptions): Consumer {
     return r;
   };
   return startConsumer({
-    log, logger, group: RULES_GROUP, topic: TELEMETRY_TOPIC, onOffsetReset, startAt,
+    log, logger, group: RULES_GROUP, topic: TELEMETRY_TOPIC, onOffsetReset,
+    startAt: (partition) => startAt?.(partition) ?? 'earliest',
+    onPosition: afterBatch,
     idle: () => !engine.hasEnabledRules(),
     handle(records) {
       engine.process(toMessages(records, registry, ruleDevice, (d) => engine.wantsDevice(d), recentEntries));

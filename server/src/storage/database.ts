@@ -136,6 +136,8 @@ export function openDatabase(dataDir: string): Db {
   const db = new Database(path.join(dataDir, 'sluice.db'));
   db.pragma('journal_mode = WAL');
   // WAL + NORMAL: a commit survives a process crash; the log, not SQLite, is the durable record.
+  // Power loss or a lost WAL are covered by the storage worker's checkpoints: the storage group
+  // commits its offsets only once one has put the writes into this file (durable-checkpoint.ts).
   db.pragma('synchronous = NORMAL');
   db.pragma('foreign_keys = ON');
   db.pragma('busy_timeout = 5000');

@@ -4,7 +4,7 @@ import { transferList, type PackedRecords } from './packed-records.js';
 import type { StoredBatch } from './timeseries.js';
 import type { Checkpoint } from '../windows/window-checkpoint.js';
 import type { WindowResult } from '../windows/window-operator.js';
-import type { WriteReply, WriteRequest, WriteRequestBody } from './storage-worker.js';
+import type { DurableNotice, WriteReply, WriteRequest, WriteRequestBody } from './storage-worker.js';
 import type { WriteOutcome } from './storage-writer.js';
 
 /**
@@ -21,6 +21,12 @@ export interface StorageWorkerClient {
   writeWindowResult(result: WindowResult, now: number): Promise<void>;
   /** Replaces the window engine's checkpoint; written after every request sent before it. */
   writeCheckpoint(checkpoint: Checkpoint, now: number): Promise<void>;
+  /**
+   * Resolves once every request answered so far is durable in sluice.db itself — a complete WAL
+   * checkpoint covers it, so losing the WAL cannot lose it (durable-checkpoint.ts): at the
+   * worker's next checkpoint, within about 250 ms. Rejects if the worker fails first.
+   */
+  whenDurable(): Promise<void>;
   /** Closes the worker's database and ends the thread (after the requests in flight). */
   close(): Promise<void>;
 }
@@ -31,8 +37,19 @@ export function startStorageWorker(dataDir: string, logger: Logger): StorageWork
   let nextId = 1;
   let failure: Error | undefined;
   let closing: Promise<void> | undefined;
-  worker.on('message', (reply: WriteReply | 'closed') => {
+  // Durability: the last request answered, the last one the worker says is durable, and who waits
+  // for which (in order of `through`, so they are resolved from the front).
+  let answeredThrough = 0;
+  let durableThrough = 0;
+  const durableWaiters: { through: number; resolve: () => void; reject: (e: Error) => void }[] = [];
+  worker.on('message', (reply: WriteReply | DurableNotice | 'closed') => {
     if (reply === 'closed') return;
+    if ('durable' in reply) {
+      durableThrough = reply.durable;
+      while (durableWaiters.length > 0 && durableWaiters[0]!.through <= durableThrough) durableWaiters.shift()!.resolve();
+      return;
+    }
+    if (reply.id > answeredThrough) answeredThrough = reply.id;
     const w = waiting.get(reply.id);
     waiting.delete(reply.id);
     if ('error' in reply) w?.reject(new Error(`storage worker: ${reply.error}`));
@@ -42,6 +59,7 @@ export function startStorageWorker(dataDir: string, logger: Logger): StorageWork
     failure = err;
     for (const w of waiting.values()) w.reject(err);
     waiting.clear();
+    for (const w of durableWaiters.splice(0)) w.reject(err);
   };
   worker.on('error', (err) => {
     logger.fatal({ err }, 'the storage worker failed');
@@ -64,6 +82,11 @@ export function startStorageWorker(dataDir: string, logger: Logger): StorageWork
     writeSaved: async (batch) => { await request({ kind: 'saved', batch }); },
     writeWindowResult: async (result, now) => { await request({ kind: 'window', result, now }); },
     writeCheckpoint: async (checkpoint, now) => { await request({ kind: 'checkpoint', checkpoint, now }); },
+    whenDurable() {
+      if (durableThrough >= answeredThrough) return Promise.resolve();
+      if (failure) return Promise.reject(failure);
+      return new Promise((resolve, reject) => { durableWaiters.push({ through: answeredThrough, resolve, reject }); });
+    },
     close() {
       closing ??= (async () => {
         if (failure) return;

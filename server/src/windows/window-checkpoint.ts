@@ -2,7 +2,11 @@ import type { Db } from '../storage/database.js';
 import type { EngineSnapshot } from './window-engine.js';
 
 export interface Checkpoint {
-  /** Per partition of the telemetry topic: the next offset the rules group is to process. */
+  /**
+   * Per partition of the telemetry topic: the next offset the rules group is to process. As
+   * loaded, a partition the checkpoint does not cover is a hole (undefined): it is read from the
+   * earliest offset.
+   */
   offsets: number[];
   state: EngineSnapshot;
 }
@@ -26,12 +30,30 @@ export class WindowCheckpoint {
   load(): Checkpoint | undefined {
     const row = this.select.get() as { offsets: string; state: string } | undefined;
     if (!row) return undefined;
-    return { offsets: JSON.parse(row.offsets) as number[], state: JSON.parse(row.state, revive) as EngineSnapshot };
+    return { offsets: coveredOffsets(JSON.parse(row.offsets)), state: JSON.parse(row.state, revive) as EngineSnapshot };
   }
 
   save(c: Checkpoint, now: number): void {
-    this.upsert.run(JSON.stringify(c.offsets), JSON.stringify(c.state, replace), now);
+    this.upsert.run(JSON.stringify(denseOffsets(c.offsets)), JSON.stringify(c.state, replace), now);
   }
+}
+
+const isOffset = (o: unknown): o is number => Number.isSafeInteger(o) && (o as number) >= 0;
+
+/**
+ * The offsets to store: no holes and no null. JSON writes a sparse array's holes as `null`, and a
+ * `null` read back as an offset once sent the rules group past the end of its partition. A
+ * partition not processed yet has processed nothing: its next offset is 0, the first one.
+ */
+function denseOffsets(offsets: readonly (number | undefined)[]): number[] {
+  return Array.from({ length: offsets.length }, (_, p) => (isOffset(offsets[p]) ? offsets[p] : 0));
+}
+
+/** Stored offsets as a sparse array: what is not an offset (`null` from older versions) is a hole. */
+function coveredOffsets(stored: unknown): number[] {
+  const out: number[] = [];
+  if (Array.isArray(stored)) stored.forEach((o: unknown, p) => { if (isOffset(o)) out[p] = o; });
+  return out;
 }
 
 // JSON has no Infinity or NaN, which empty aggregates hold: they travel as tagged strings.
