@@ -3,6 +3,7 @@ import { compileExpression, ExpressionError } from './expression.js';
 import type { RuleMessage, RuleSinks } from './message.js';
 import { nodeKinds } from './node-registry.js';
 import type { CompileContext, NodeRun } from './node-kind.js';
+import { ruleLimits, type RuleLimitName, type RuleLimits } from './rule-limits.js';
 import { validateRuleDocument, where, type RuleDocument, type RuleInput } from './rule-schema.js';
 
 export interface CompiledNode {
@@ -11,6 +12,8 @@ export interface CompiledNode {
   run: NodeRun;
   /** Index of the node that follows, or -1 at the end of the chain. */
   next: number;
+  /** Times this node hit each limit since the rule was compiled (the rule engine counts failures here too). */
+  limited: Partial<Record<RuleLimitName, number>>;
 }
 
 export interface CompiledRule {
@@ -22,12 +25,25 @@ export interface CompiledRule {
   nodes: CompiledNode[];
 }
 
+/** Told when a node hits a limit without failing the message (a deduplicate node forgetting a key early). */
+export type LimitListener = (rule: string, node: string, limit: RuleLimitName, message: string) => void;
+
+export interface CompileOptions {
+  random?: () => number;
+  /** The server's limits; those left out are the defaults (rule-limits.ts). */
+  limits?: Partial<RuleLimits>;
+  onLimit?: LimitListener;
+}
+
 /**
  * A rule document → a runnable chain: schema check, node ids, each node compiled by its kind
  * (expressions parsed and checked once, here), routing resolved to indexes and checked for
- * cycles. Every error names the rule, the node and the JSON path at fault.
+ * cycles, settings checked against the limits. Every error names the rule, the node and the JSON
+ * path at fault.
  */
-export function compileRule(input: unknown, sinks: RuleSinks, random: () => number = Math.random): CompiledRule {
+export function compileRule(input: unknown, sinks: RuleSinks, options: CompileOptions | (() => number) = {}): CompiledRule {
+  const { random = Math.random, onLimit, ...rest } = typeof options === 'function' ? { random: options } as CompileOptions : options;
+  const limits = ruleLimits(rest.limits);
   const doc = validateRuleDocument(input);
   const index = new Map<string, number>();
   doc.nodes.forEach((n, i) => {
@@ -37,14 +53,20 @@ export function compileRule(input: unknown, sinks: RuleSinks, random: () => numb
   const edges: number[][] = doc.nodes.map(() => []);
   const nodes = doc.nodes.map((spec, i): CompiledNode => {
     const at = (field: string) => where(doc, `/nodes/${i}/${field.replace(/\[(\d+)\]/g, '/$1').replace(/\./g, '/')}`);
+    const limited: CompiledNode['limited'] = {};
     const ctx: CompileContext = {
       ruleId: doc.id,
       nodeId: spec.id,
       sinks,
       random,
+      limits,
+      limitHit(limit, message) {
+        limited[limit] = (limited[limit] ?? 0) + 1;
+        onLimit?.(doc.id, spec.id, limit, message);
+      },
       expression(source, field) {
         try {
-          return compileExpression(source);
+          return compileExpression(source, limits);
         } catch (err) {
           if (err instanceof ExpressionError) throw invalidInput(`${at(field)}: ${err.message}`);
           throw err;
@@ -67,7 +89,7 @@ export function compileRule(input: unknown, sinks: RuleSinks, random: () => numb
     const next = typeof spec.next === 'string' ? ctx.indexOf(spec.next, 'next')
       : spec.next === null || spec.type === 'switch' ? -1 : i + 1 < doc.nodes.length ? i + 1 : -1;
     if (spec.next === undefined && next >= 0) edges[i]!.push(next);
-    return { id: spec.id, type: spec.type, run, next };
+    return { id: spec.id, type: spec.type, run, next, limited };
   });
   const cycle = findCycle(edges);
   if (cycle) {

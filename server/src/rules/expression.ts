@@ -1,4 +1,6 @@
 import { Environment } from '@marcbachmann/cel-js';
+import { evaluateMetered, ExpressionBudgetError, meterExpression, worstCaseSteps, type CelNode } from './expression-cost.js';
+import { defaultRuleLimits, type ExpressionLimits } from './rule-limits.js';
 
 /**
  * Conditions and computed values: CEL (Common Expression Language, cel-js), compiled once when a
@@ -8,6 +10,7 @@ import { Environment } from '@marcbachmann/cel-js';
  *   device    {id, name, type, attributes}        metadata  what enrich nodes added (map)
  * Device values arrive as JSON numbers (CEL doubles) while `25` in an expression is a CEL int, so
  * mixed int/double arithmetic is defined here; comparisons across the two already work in CEL.
+ * Every evaluation runs within a budget, and `matches` on RE2 (expression-cost.ts).
  */
 export type Expression = (vars: ExpressionVars) => unknown;
 
@@ -45,21 +48,54 @@ for (const name of ['abs', 'round', 'floor', 'ceil']) {
 environment.registerFunction('min(double, double): double', (a: number, b: number) => Math.min(a, b));
 environment.registerFunction('max(double, double): double', (a: number, b: number) => Math.max(a, b));
 
-/** Parses and type-checks `source`; throws ExpressionError saying what is wrong. */
-export function compileExpression(source: string): Expression {
+/**
+ * Parses and type-checks `source`, and meters it (expression-cost.ts); throws ExpressionError
+ * saying what is wrong, also when an invalid regular expression or a worst case over the budget
+ * can be seen from the text alone.
+ */
+export function compileExpression(source: string, limits: ExpressionLimits = defaultRuleLimits): Expression {
   const forbidden = FORBIDDEN.exec(source);
   if (forbidden) throw new ExpressionError(`"${forbidden[1]}" may not be used in an expression`);
-  let evaluate: (vars: Record<string, unknown>) => unknown;
+  let evaluate: ((vars: Record<string, unknown>) => unknown) & { check(): { valid: boolean; error?: Error }; ast: CelNode };
   try {
-    const check = environment.check(source);
+    evaluate = environment.parse(source) as unknown as typeof evaluate;
+    // Checked on the very AST that runs, so it is metered after cel-js has settled how each node evaluates.
+    const check = evaluate.check();
     if (!check.valid) throw new ExpressionError(firstLine(check.error?.message ?? 'invalid expression'));
-    evaluate = environment.parse(source) as (vars: Record<string, unknown>) => unknown;
+    meterExpression(evaluate.ast, limits);
   } catch (err) {
     if (err instanceof ExpressionError) throw err;
     throw new ExpressionError(firstLine((err as Error).message));
   }
-  return (vars) => fromCel(evaluate(vars as unknown as Record<string, unknown>));
+  const worst = worstCaseSteps(evaluate.ast);
+  if (worst > limits.evalBudget) {
+    throw new ExpressionError(`in its worst case this expression takes about ${worst} evaluation steps, over the budget of ${limits.evalBudget} per evaluation (lists iterated inside each other?)`);
+  }
+  const budget = limits.evalBudget;
+  return (vars) => fromCel(evaluateMetered(budget, evaluate, vars as unknown as Record<string, unknown>));
 }
+
+/**
+ * Whether the metering holds on the cel-js installed (it relies on how cel-js builds its AST): a
+ * comprehension must run out of a small budget, and `matches` must speak RE2, not JavaScript.
+ */
+function assertMeteringWorks(): void {
+  const broken = (why: string) => new Error(`expression budgets cannot be enforced with this version of @marcbachmann/cel-js: ${why}`);
+  const loop = compileExpression('values.list.all(x, x > 0.0)', { ...defaultRuleLimits, evalBudget: 20 });
+  let stopped = false;
+  try {
+    loop({ ...PROBE_VARS, values: { list: Array.from({ length: 20 }, () => 1) } });
+  } catch (err) {
+    if (!(err instanceof ExpressionBudgetError)) throw broken((err as Error).message);
+    stopped = true;
+  }
+  if (!stopped) throw broken('a comprehension ran past its budget');
+  // `(?P<name>…)` is RE2 syntax that JavaScript's RegExp refuses.
+  if (compileExpression('"ab".matches("(?P<first>a)b")')(PROBE_VARS) !== true) throw broken('matches does not run on RE2');
+}
+
+const PROBE_VARS: ExpressionVars = { values: {}, ts: 0, device: { id: '', name: '', type: '', attributes: {} }, metadata: {} };
+assertMeteringWorks();
 
 /** CEL ints come back as BigInt; telemetry values are JSON numbers. */
 function fromCel(value: unknown): unknown {

@@ -1,5 +1,6 @@
 import type { Expression } from './expression.js';
 import type { RuleMessage, RuleSinks } from './message.js';
+import type { RuleLimitName, RuleLimits } from './rule-limits.js';
 
 /** A node that sends the message somewhere other than its `next` (switch). */
 export class Route {
@@ -20,6 +21,10 @@ export interface CompileContext {
   fail(field: string, message: string): never;
   sinks: RuleSinks;
   random: () => number;
+  /** The bounds this server puts on rules (rule-limits.ts). */
+  limits: Readonly<RuleLimits>;
+  /** Counts a limit this node hit without failing the message (a failure throws RuleLimitError instead). */
+  limitHit(limit: RuleLimitName, message: string): void;
 }
 
 /** One kind of node: its compile function, registered by `type` in node-registry.ts. */

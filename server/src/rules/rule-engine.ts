@@ -1,6 +1,7 @@
 import type { RuleMessage } from './message.js';
 import { Route } from './node-kind.js';
-import type { CompiledRule } from './compiler.js';
+import type { CompiledRule, LimitListener } from './compiler.js';
+import { RuleLimitError, type RuleLimitName } from './rule-limits.js';
 import type { RuleInput } from './rule-schema.js';
 
 export interface NodeStats {
@@ -10,6 +11,8 @@ export interface NodeStats {
   out: number;
   dropped: number;
   errors: number;
+  /** Per limit (rule-limits.ts), the times this node hit it: failed messages, or keys forgotten early. */
+  limited: Partial<Record<RuleLimitName, number>>;
 }
 
 export interface RuleErrorRecord {
@@ -43,7 +46,8 @@ class RuleState {
   traces: TraceRecord[][];
 
   constructor(readonly rule: CompiledRule) {
-    this.stats = rule.nodes.map((n) => ({ id: n.id, type: n.type, in: 0, out: 0, dropped: 0, errors: 0 }));
+    // `limited` is the compiled node's own counter, which its run function counts in too.
+    this.stats = rule.nodes.map((n) => ({ id: n.id, type: n.type, in: 0, out: 0, dropped: 0, errors: 0, limited: n.limited }));
     this.traces = rule.nodes.map(() => []);
   }
 }
@@ -53,11 +57,13 @@ class RuleState {
  * replaced as a whole when a rule changes (hot reload): a batch of messages runs against the
  * snapshot it started with, so a message sees the old or the new version of a rule, never a mix.
  * A node that throws counts an error, records it, and the message stops there; the next message
- * goes on as usual.
+ * goes on as usual. A node that throws RuleLimitError (over an evaluation budget, a full window)
+ * is also counted under its limit and reported to `onLimit` (which logs, rate-limited).
  */
 export class RuleEngine {
   private snapshot: readonly RuleState[] = [];
   private readonly byId = new Map<string, RuleState>();
+  private changes = 0;
 
   constructor(private readonly clock: () => number = Date.now) {}
 
@@ -92,7 +98,7 @@ export class RuleEngine {
     const s = this.byId.get(id);
     if (!s) return undefined;
     return {
-      nodes: s.stats.map((n) => ({ ...n })),
+      nodes: s.stats.map((n) => ({ ...n, limited: { ...n.limited } })),
       errors: [...s.errors],
       trace: { size: s.traceSize, nodes: Object.fromEntries(s.rule.nodes.map((n, i) => [n.id, [...s.traces[i]!]])) },
     };
@@ -109,6 +115,11 @@ export class RuleEngine {
 
   allStats(): { rule: string; nodes: NodeStats[] }[] {
     return [...this.byId.values()].map((s) => ({ rule: s.rule.id, nodes: s.stats }));
+  }
+
+  /** Moves on at every change of the rule set: what is cached from the rules is stale once it does. */
+  get generation(): number {
+    return this.changes;
   }
 
   hasEnabledRules(input: RuleInput = 'telemetry'): boolean {
@@ -148,6 +159,10 @@ export class RuleEngine {
       } catch (err) {
         stats.errors++;
         const text = (err as Error).message.split('\n')[0]!;
+        if (err instanceof RuleLimitError) {
+          stats.limited[err.limit] = (stats.limited[err.limit] ?? 0) + 1;
+          this.onLimit?.(state.rule.id, node.id, err.limit, text);
+        }
         if (state.errors.length >= MAX_ERRORS) state.errors.shift();
         state.errors.push({ at: now, node: node.id, deviceId: message.deviceId, ts: message.ts, offset: message.offset, error: text });
         if (tracing) this.trace(state, i, { at: now, deviceId: message.deviceId, ts: message.ts, in: slim(message), outcome: 'error', error: text });
@@ -184,11 +199,15 @@ export class RuleEngine {
     ring.push(record);
   }
 
+  /** Called when a node fails a message on a limit (RuleLimitError). */
+  onLimit: LimitListener | undefined;
+
   /** Called after every change of the rule set (the window engine drops windows of removed rules). */
   onChange: (() => void) | undefined;
 
   private publish(): void {
     this.snapshot = [...this.byId.values()].filter((s) => s.rule.enabled);
+    this.changes++;
     this.onChange?.();
   }
 }

@@ -3,7 +3,7 @@ import path from 'node:path';
 import { conflict, invalidInput, notFound } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { Db } from '../storage/database.js';
-import { compileRule, type CompiledRule } from './compiler.js';
+import { compileRule, type CompiledRule, type CompileOptions } from './compiler.js';
 import type { RuleSinks } from './message.js';
 import type { RuleEngine } from './rule-engine.js';
 import type { RuleDocument } from './rule-schema.js';
@@ -32,6 +32,8 @@ export class RuleService {
     private readonly engine: RuleEngine,
     private readonly sinks: RuleSinks,
     private readonly logger: Logger,
+    /** The limits rules are compiled against, and where limit hits are told. */
+    private readonly compileOptions: CompileOptions = {},
   ) {
     this.statements = {
       all: db.prepare('SELECT id, document FROM rules ORDER BY id'),
@@ -120,7 +122,7 @@ export class RuleService {
   }
 
   private compile(document: unknown): CompiledRule {
-    return compileRule(document, this.sinks);
+    return compileRule(document, this.sinks, this.compileOptions);
   }
 
   private view(rule: CompiledRule): RuleView {

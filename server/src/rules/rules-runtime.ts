@@ -10,11 +10,13 @@ import type { RuleSinks } from './message.js';
 import { RuleEngine } from './rule-engine.js';
 import { RuleService } from './rule-service.js';
 import { startRulesConsumer, startWindowRulesConsumer } from './rules-consumer.js';
-import { WebhookSender } from './webhook-sender.js';
+import { WebhookSender, type WebhookLimits } from './webhook-sender.js';
+import { RateLimitedLog } from './limit-log.js';
+import { ruleLimits, type RuleLimits } from './rule-limits.js';
 import { WindowEngine } from '../windows/window-engine.js';
 import { WindowStore, type StoredWindowResult } from '../windows/window-store.js';
 import { WindowCheckpoint } from '../windows/window-checkpoint.js';
-import { AlarmOutbox } from '../alarms/alarm-outbox.js';
+import { AlarmOutbox, type AlarmWebhookLimits } from '../alarms/alarm-outbox.js';
 import { AlarmService, publicAlarm } from '../alarms/alarm-service.js';
 import type { Alarm, AlarmChange } from '../alarms/alarm-store.js';
 import { ALARM_TOPIC_PREFIX } from '../ingest/device-topics.js';
@@ -57,6 +59,12 @@ export interface RulesRuntimeOptions {
   onWindowsOffsetReset?: (partition: number) => void;
   /** Backoff of alarm webhooks: first retry after firstMs, then doubling up to maxMs. */
   alarmRetry?: { firstMs: number; maxMs: number };
+  /** Bounds on rules (rule-limits.ts; defaults there); docs/limits.md names their flags. */
+  limits?: Partial<RuleLimits>;
+  /** Bounds on webhook nodes' calls (webhook-sender.ts); `maxTimeoutMs` is limits.webhookMaxTimeoutMs. */
+  webhookLimits?: Partial<Omit<WebhookLimits, 'maxTimeoutMs'>>;
+  /** Bounds on alarm notifications (alarm-outbox.ts). */
+  alarmWebhookLimits?: Partial<AlarmWebhookLimits>;
 }
 
 /** The rule engine with its rules, its sinks and its consumer group, wired together. */
@@ -64,10 +72,16 @@ export function createRulesRuntime(o: RulesRuntimeOptions): RulesRuntime {
   const engine = new RuleEngine();
   // One child per component, each from the root: a child of a child would repeat the `component` key.
   const logger = o.logger.child({ component: 'rules' });
-  const webhooks = new WebhookSender(logger.child({ sink: 'webhook' }));
+  const limits = ruleLimits(o.limits);
+  // A limit can be hit by every message: logged once per rule node and limit every 10 s at most.
+  const limitLog = new RateLimitedLog(logger);
+  const onLimit = (rule: string, node: string, limit: string, message: string) =>
+    limitLog.warn(`${rule}\u0000${node}\u0000${limit}`, { rule, node, limit }, `rule ${rule}, node ${node}: ${message}`);
+  engine.onLimit = onLimit;
+  const webhooks = new WebhookSender(logger.child({ sink: 'webhook' }), undefined, { ...o.webhookLimits, maxTimeoutMs: limits.webhookMaxTimeoutMs });
   let publish: RuleSinks['republish'] = () => {};
   const alarmListeners: ((alarm: Alarm, change: AlarmChange) => void)[] = [];
-  const outbox = new AlarmOutbox(o.db, o.logger.child({ component: 'alarm-outbox' }), o.alarmRetry);
+  const outbox = new AlarmOutbox(o.db, o.logger.child({ component: 'alarm-outbox' }), o.alarmRetry, undefined, o.alarmWebhookLimits);
   const alarms = new AlarmService(o.db, outbox, {
     changed: (alarm, change) => { for (const l of alarmListeners) l(alarm, change); },
     notify: (alarm, change) => publish(`${ALARM_TOPIC_PREFIX}${alarm.type}`, JSON.stringify({ change, alarm: publicAlarm(alarm) }), 1, false),
@@ -125,7 +139,7 @@ export function createRulesRuntime(o: RulesRuntimeOptions): RulesRuntime {
     alarm: (rule, node, compiled, message) => alarms.evaluate(rule, node, compiled, message),
     log: (level, fields, text) => logger[level](fields, text),
   };
-  const service = new RuleService(o.db, o.rulesDir, engine, sinks, logger);
+  const service = new RuleService(o.db, o.rulesDir, engine, sinks, logger, { limits, onLimit });
   /**
    * What `save` nodes collected during a batch, written in one transaction after it; the batch
    * is committed only once that is done (at-least-once, like the storage group).

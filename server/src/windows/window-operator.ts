@@ -1,5 +1,6 @@
 import { addValue, emptyStats, isPercentile, mergeStats, newDigest, result, type AggregateOp, type FieldStats } from './aggregates.js';
 import { MinHeap } from './min-heap.js';
+import { DEFAULT_MAX_WINDOW_GROUPS, RuleLimitError } from '../rules/rule-limits.js';
 
 export type WindowKind =
   | { kind: 'tumbling'; size: number }
@@ -26,8 +27,10 @@ export interface WindowJobSpec {
   idleTimeoutMs: number;
   /** Partial results of open windows every this often (processing time); 0: final results only. */
   earlyEveryMs: number;
-  /** Open windows (all groups) at most; beyond it new windows are refused with an error. */
+  /** Open windows (all groups) at most; an event that would open more is refused with an error. */
   maxOpenWindows: number;
+  /** Groups with open windows at most (default DEFAULT_MAX_WINDOW_GROUPS); an event of a new group beyond it is refused. */
+  maxGroups?: number;
 }
 
 export interface WindowEvent {
@@ -58,8 +61,12 @@ export interface LateEvent {
   watermark: number;
 }
 
-export class WindowLimitError extends Error {
+/** An event refused because it would open windows or groups beyond the operator's limits; it left no state behind. */
+export class WindowLimitError extends RuleLimitError {
   override readonly name = 'WindowLimitError';
+  constructor(limit: 'window_open_windows' | 'window_groups', message: string) {
+    super(limit, message);
+  }
 }
 
 export interface WindowState {
@@ -94,6 +101,7 @@ export class WindowOperator {
   private currentWatermark = -Infinity;
   private lastEarlyAt = -Infinity;
   private readonly fields: (string | undefined)[];
+  private readonly maxGroups: number;
 
   constructor(
     readonly spec: WindowJobSpec,
@@ -101,6 +109,7 @@ export class WindowOperator {
     private readonly late: (e: LateEvent) => void,
   ) {
     this.fields = spec.aggregates.map((a) => a.field);
+    this.maxGroups = spec.maxGroups ?? DEFAULT_MAX_WINDOW_GROUPS;
     this.digests = spec.aggregates.map((a) => isPercentile(a.op));
   }
 
@@ -156,7 +165,15 @@ export class WindowOperator {
     return this.open;
   }
 
-  /** Takes one event at processing time `now`; fires what the new watermark completes. */
+  get groupCount(): number {
+    return this.groups.size;
+  }
+
+  /**
+   * Takes one event at processing time `now`; fires what the new watermark completes. An event
+   * beyond the limits throws WindowLimitError and is in no window; its time still moves the
+   * watermark on, so that windows keep firing and make room again.
+   */
   process(event: WindowEvent, now: number): void {
     const p = this.partitionMax.get(event.partition);
     if (!p) this.partitionMax.set(event.partition, { maxTs: event.ts, seenAt: now });
@@ -164,9 +181,16 @@ export class WindowOperator {
       if (event.ts > p.maxTs) p.maxTs = event.ts;
       p.seenAt = now;
     }
-    if (this.spec.window.kind === 'session') this.addToSession(event);
-    else this.addToWindows(event);
+    let refused: WindowLimitError | undefined;
+    try {
+      if (this.spec.window.kind === 'session') this.addToSession(event);
+      else this.addToWindows(event);
+    } catch (err) {
+      if (!(err instanceof WindowLimitError)) throw err;
+      refused = err;
+    }
     this.advance(now);
+    if (refused) throw refused;
   }
 
   /** Recomputes the watermark (idle partitions drop out), fires and cleans up; emits early results when due. */
@@ -194,18 +218,30 @@ export class WindowOperator {
     const { window } = this.spec;
     const size = window.kind === 'tumbling' ? window.size : (window as { size: number }).size;
     const slide = window.kind === 'sliding' ? window.slide : size;
-    let accepted = false;
-    // Every window [start, start + size) with start ≡ 0 (mod slide) that holds ts.
+    // Every window [start, start + size) with start ≡ 0 (mod slide) that holds ts and is not past its lateness.
     const lastStart = event.ts - mod(event.ts, slide);
-    for (let start = lastStart; start > event.ts - size; start -= slide) {
-      const end = start + size;
-      if (end + this.spec.allowedLatenessMs <= this.currentWatermark) continue;
-      const w = this.windowFor(event.group, start, end);
-      this.add(w, event);
+    const firstStart = event.ts - size;
+    const open = this.currentWatermark - this.spec.allowedLatenessMs - size;
+    const windows = this.groups.get(event.group);
+    // First how many windows the event would open, so that a refused event changes nothing.
+    let accepted = false;
+    let opens = 0;
+    for (let start = lastStart; start > firstStart; start -= slide) {
+      if (start <= open) continue;
       accepted = true;
+      if (!windows || findWindow(windows, start) === undefined) opens++;
+    }
+    if (!accepted) {
+      this.late({ rule: this.spec.rule, group: event.group, ts: event.ts, watermark: this.currentWatermark });
+      return;
+    }
+    if (opens > 0) this.reserve(event.group, windows === undefined, opens);
+    for (let start = lastStart; start > firstStart; start -= slide) {
+      if (start <= open) continue;
+      const w = this.windowFor(event.group, start, start + size);
+      this.add(w, event);
       if (w.fired) this.emitWindow(event.group, w, true, true);
     }
-    if (!accepted) this.late({ rule: this.spec.rule, group: event.group, ts: event.ts, watermark: this.currentWatermark });
   }
 
   private addToSession(event: WindowEvent): void {
@@ -237,10 +273,10 @@ export class WindowOperator {
     const merged: WindowState[] = [];
     const kept: WindowState[] = [];
     for (const s of sessions) (s.start < end && start < s.end ? merged : kept).push(s);
-    // Check the limit before anything changes: the merged sessions give their places back.
+    // Check the limits before anything changes: the merged sessions give their places back.
     this.open -= merged.length;
     try {
-      this.reserve();
+      this.reserve(event.group, sessions.length === 0, 1);
     } catch (err) {
       this.open += merged.length;
       throw err;
@@ -270,11 +306,12 @@ export class WindowOperator {
     }
   }
 
+  /** The window of `group` that starts at `start`, or a new one (its place reserved already). */
   private windowFor(group: string, start: number, end: number): WindowState {
     let windows = this.groups.get(group);
     if (!windows) this.groups.set(group, (windows = []));
-    for (const w of windows) if (w.start === start) return w;
-    this.reserve();
+    const found = findWindow(windows, start);
+    if (found !== undefined) return windows[found]!;
     const w: WindowState = { group, start, end, stats: this.newStats(), fired: false };
     this.schedule(w);
     // Kept in start order, so windows fire in the order they end.
@@ -284,11 +321,15 @@ export class WindowOperator {
     return w;
   }
 
-  private reserve(): void {
-    if (this.open >= this.spec.maxOpenWindows) {
-      throw new WindowLimitError(`rule "${this.spec.rule}" has ${this.open} open windows, its limit (maxOpenWindows); the event is refused`);
+  /** Takes `count` places among the open windows, for a group that may be new; throws when the limits say no. */
+  private reserve(group: string, newGroup: boolean, count: number): void {
+    if (newGroup && this.groups.size >= this.maxGroups) {
+      throw new WindowLimitError('window_groups', `rule "${this.spec.rule}" has open windows for ${this.groups.size} groups, its limit; the event of the new group ${JSON.stringify(group)} is refused`);
     }
-    this.open++;
+    if (this.open + count > this.spec.maxOpenWindows) {
+      throw new WindowLimitError('window_open_windows', `rule "${this.spec.rule}" has ${this.open} open windows, its limit being ${this.spec.maxOpenWindows} (maxOpenWindows); the event is refused`);
+    }
+    this.open += count;
   }
 
   private add(w: WindowState, event: WindowEvent): void {
@@ -352,6 +393,20 @@ export interface OperatorSnapshot {
 
 export function snapshotOperator(op: WindowOperator): OperatorSnapshot {
   return op.snapshot();
+}
+
+/** The index of the window starting at `start` in a group's windows (kept in start order), by binary search. */
+function findWindow(windows: readonly WindowState[], start: number): number | undefined {
+  let lo = 0;
+  let hi = windows.length - 1;
+  while (lo <= hi) {
+    const mid = (lo + hi) >>> 1;
+    const s = windows[mid]!.start;
+    if (s === start) return mid;
+    if (s < start) lo = mid + 1;
+    else hi = mid - 1;
+  }
+  return undefined;
 }
 
 function mod(a: number, b: number): number {

@@ -18,6 +18,9 @@ export const webhookNode: NodeKind = {
     const headers = { 'content-type': 'application/json', ...(spec.headers as Record<string, string> | undefined) };
     const retries = (spec.retries as number | undefined) ?? 5;
     const timeoutMs = parseDuration((spec.timeout as string | undefined) ?? '5s');
+    // A call waits at most this long: a target that never answers must not hold sockets for long.
+    if (timeoutMs > ctx.limits.webhookMaxTimeoutMs) ctx.fail('timeout', `must be at most ${ctx.limits.webhookMaxTimeoutMs} ms on this server`);
+    if (timeoutMs <= 0) ctx.fail('timeout', 'must be longer than 0');
     return (message) => {
       const body = JSON.stringify({ deviceId: message.deviceId, ts: message.ts, values: message.values, metadata: message.metadata });
       ctx.sinks.webhook({ url, headers, body, retries, timeoutMs, rule: ctx.ruleId, node: ctx.nodeId });

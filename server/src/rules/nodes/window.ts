@@ -1,4 +1,4 @@
-import { compileWindowNode, type WindowNodeSettings } from '../../windows/window-node-spec.js';
+import { compileWindowNode, WindowSettingError, type WindowNodeSettings } from '../../windows/window-node-spec.js';
 import type { NodeKind } from '../node-kind.js';
 
 /**
@@ -11,8 +11,9 @@ export const windowNode: NodeKind = {
   compile(spec, ctx) {
     let compiled;
     try {
-      compiled = compileWindowNode(ctx.ruleId, ctx.nodeId, spec.window as WindowNodeSettings);
+      compiled = compileWindowNode(ctx.ruleId, ctx.nodeId, spec.window as WindowNodeSettings, ctx.limits);
     } catch (err) {
+      if (err instanceof WindowSettingError) return ctx.fail(err.field ? `window.${err.field}` : 'window', err.message);
       return ctx.fail('window', (err as Error).message);
     }
     return (message) => {
