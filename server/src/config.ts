@@ -1,6 +1,7 @@
 import { parseArgs } from 'node:util';
 import path from 'node:path';
 import { z } from 'zod';
+import { LimitError, limitOptions, limitsFrom, noLimitOverrides, type LimitOptionName, type Limits } from './limit-options.js';
 
 /**
  * Flags and environment → one typed, validated config object. The only module that reads
@@ -30,6 +31,8 @@ export interface Config {
   /** Backoff of alarm webhook retries (not a flag: tests shorten it). */
   alarmRetry: { firstMs: number; maxMs: number };
   demo: boolean;
+  /** Per-message, per-device, per-connection and per-rule bounds set by flags (docs/limits.md); unset ones keep their defaults. */
+  limits: Limits;
 }
 
 const logLevels = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
@@ -113,6 +116,8 @@ export function helpText(): string {
     `  --${flag.padEnd(20)} ${o.env.padEnd(20)} ${o.help}${o.default === undefined ? '' : ` (default ${o.default})`}`);
   return ['Usage: npm start -- [options]', '', '  flag                   environment', ...lines,
     `  --${'demo'.padEnd(20)} ${''.padEnd(20)} also run the device simulator on a small fleet`,
+    '', '  limits (docs/limits.md; unset: the default shown)',
+    ...Object.entries(limitOptions).map(([flag, o]) => `  --${flag.padEnd(36)} ${o.env.padEnd(36)} ${o.help}`),
     `  --${'help'.padEnd(20)} ${''.padEnd(20)} this text`].join('\n');
 }
 
@@ -123,7 +128,7 @@ export interface ParsedCommandLine {
 
 /** Reads argv and env; throws ConfigError naming the option at fault. */
 export function loadConfig(argv: string[], env: NodeJS.ProcessEnv, isTty = false): ParsedCommandLine {
-  const flagSpec = Object.fromEntries(Object.keys(options).map((k) => [k, { type: 'string' as const }]));
+  const flagSpec = Object.fromEntries([...Object.keys(options), ...Object.keys(limitOptions)].map((k) => [k, { type: 'string' as const }]));
   let parsed;
   try {
     parsed = parseArgs({ args: argv, options: { ...flagSpec, demo: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } }, strict: true, allowPositionals: false });
@@ -146,6 +151,20 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv, isTty = false
   }
   const v = result.data;
   const format = v['log-format'];
+  const limitTexts: Partial<Record<LimitOptionName, string>> = {};
+  for (const [name, o] of Object.entries(limitOptions) as [LimitOptionName, (typeof limitOptions)[LimitOptionName]][]) {
+    const fromFlag = (parsed.values as Record<string, string | boolean | undefined>)[name];
+    const fromEnv = env[o.env] === '' ? undefined : env[o.env];
+    const text = typeof fromFlag === 'string' ? fromFlag : fromEnv;
+    if (text !== undefined) limitTexts[name] = text;
+  }
+  let limits: Limits;
+  try {
+    limits = limitsFrom(limitTexts);
+  } catch (err) {
+    if (!(err instanceof LimitError)) throw err;
+    throw new ConfigError(`--${err.option} / ${limitOptions[err.option].env}: ${err.message}`);
+  }
   return {
     help: parsed.values.help === true,
     config: {
@@ -165,6 +184,7 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv, isTty = false
       logLevel: v['log-level'],
       prettyLogs: format === 'pretty' || (format === 'auto' && isTty),
       demo: parsed.values.demo === true,
+      limits,
       alarmRetry: { firstMs: 500, maxMs: 30_000 },
     },
   };
@@ -176,6 +196,6 @@ export function testConfig(overrides: Partial<Config> & { dataDir: string }): Co
     mqttPort: 0, httpPort: 0, host: '127.0.0.1', adminToken: 'test-admin-token', partitions: 4,
     // No rules unless a test brings its own: the examples in rules/ would act on every test's data.
     rulesDir: path.join(overrides.dataDir, 'rules'), maxPayloadBytes: 65536, fsync: { mode: 'interval', intervalMs: 50 },
-    logRetentionMs: 7 * 86_400_000, logRetentionBytes: null, logSegmentBytes: 64 * 1024 ** 2, logLevel: 'silent', prettyLogs: false, healthStallAfterMs: 60_000, demo: false, alarmRetry: { firstMs: 200, maxMs: 1000 }, ...overrides,
+    logRetentionMs: 7 * 86_400_000, logRetentionBytes: null, logSegmentBytes: 64 * 1024 ** 2, logLevel: 'silent', prettyLogs: false, healthStallAfterMs: 60_000, demo: false, limits: noLimitOverrides(), alarmRetry: { firstMs: 200, maxMs: 1000 }, ...overrides,
   };
 }

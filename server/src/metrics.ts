@@ -41,8 +41,29 @@ export function createMetrics(log: Log, logStats?: FileLogStats) {
     pointsStored: new Counter({
       name: 'sluice_points_stored_total', help: 'Telemetry values written to SQLite', registers: [registry],
     }),
+    storageRecordsSkipped: new Counter({
+      name: 'sluice_storage_records_skipped_total', help: 'Log records the storage group skipped, each alone (the rest of its batch was stored), by reason: unparsable, unwritable',
+      labelNames: ['reason'] as const, registers: [registry],
+    }),
+    telemetryListenerErrors: new Counter({
+      name: 'sluice_telemetry_listener_errors_total', help: 'Errors thrown after a telemetry append by what ingest hands the values to (live push, rules); the device was acknowledged all the same',
+      registers: [registry],
+    }),
     mqttClients: new Gauge({
       name: 'sluice_mqtt_clients', help: 'Connected MQTT clients', registers: [registry],
+    }),
+    mqttConnectionsRefused: new Counter({
+      name: 'sluice_mqtt_connections_refused_total', help: 'MQTT connections refused at accept or before their CONNECT was accepted, by reason (unknown tokens: sluice_auth_failures_total)',
+      labelNames: ['reason'] as const, registers: [registry],
+    }),
+    mqttDisconnects: new Counter({
+      name: 'sluice_mqtt_disconnects_total', help: 'Connected MQTT clients the broker disconnected for breaking a limit, by reason', labelNames: ['reason'] as const, registers: [registry],
+    }),
+    mqttQueuedDropped: new Counter({
+      name: 'sluice_mqtt_queued_messages_dropped_total', help: 'Messages not queued for an offline MQTT session because its queue was full (the newest are dropped)', registers: [registry],
+    }),
+    mqttSessionsDropped: new Counter({
+      name: 'sluice_mqtt_sessions_dropped_total', help: 'Offline persistent MQTT sessions dropped, by reason (expired, device_limit, device_deleted)', labelNames: ['reason'] as const, registers: [registry],
     }),
     logEndOffset: new Gauge({
       name: 'sluice_log_end_offset', help: 'Next offset of each log partition', labelNames: ['topic', 'partition'] as const, registers: [registry],
@@ -73,8 +94,19 @@ export function createMetrics(log: Log, logStats?: FileLogStats) {
       labelNames: ['group', 'topic', 'partition'] as const, registers: [registry],
     }),
     ...(logStats ? fileLogMetrics(registry, logStats) : {}),
+    /** What the values kept for the rules group take (RecentEntries), read when /metrics is scraped. */
+    registerRecentValues(read: () => { bytes: number; evicted: number }) {
+      new Gauge({
+        name: 'sluice_rules_recent_values_bytes', help: 'Heap bytes (estimated) of the parsed values kept for the rules group', registers: [registry],
+        collect() { this.set(read().bytes); },
+      });
+      new Counter({
+        name: 'sluice_rules_recent_values_evicted_total', help: 'Parsed values dropped to stay within their memory budget (the rules group parses those records again)', registers: [registry],
+        collect() { this.reset(); this.inc(read().evicted); },
+      });
+    },
     /** Rule node counters and webhook outcomes, read when /metrics is scraped. */
-    registerRuleStats(read: () => { rule: string; nodes: { id: string; in: number; out: number; dropped: number; errors: number }[] }[], webhooks: WebhookStats) {
+    registerRuleStats(read: () => { rule: string; nodes: { id: string; in: number; out: number; dropped: number; errors: number; limited?: Record<string, number | undefined> }[] }[], webhooks: WebhookStats) {
       new Gauge({
         name: 'sluice_rule_node_messages', help: 'Messages per rule node since the rule was (re)loaded, by outcome', labelNames: ['rule', 'node', 'outcome'] as const, registers: [registry],
         collect() {
@@ -87,9 +119,17 @@ export function createMetrics(log: Log, logStats?: FileLogStats) {
         },
       });
       new Gauge({
-        name: 'sluice_webhook_requests', help: 'Webhook requests by outcome since start', labelNames: ['outcome'] as const, registers: [registry],
+        name: 'sluice_rule_node_limited', help: 'Times a rule node hit a limit since the rule was (re)loaded: messages failed (eval_budget, window_open_windows, window_groups) or keys forgotten early (dedupe_keys)',
+        labelNames: ['rule', 'node', 'limit'] as const, registers: [registry],
         collect() {
-          for (const outcome of ['sent', 'failed', 'retried', 'dropped', 'pending'] as const) this.set({ outcome }, webhooks[outcome]);
+          this.reset();
+          for (const r of read()) for (const n of r.nodes) for (const [limit, count] of Object.entries(n.limited ?? {})) this.set({ rule: r.rule, node: n.id, limit }, count ?? 0);
+        },
+      });
+      new Gauge({
+        name: 'sluice_webhook_requests', help: 'Webhook requests by outcome since start (in_flight, queued, pending: now)', labelNames: ['outcome'] as const, registers: [registry],
+        collect() {
+          for (const outcome of ['sent', 'failed', 'retried', 'dropped', 'pending', 'in_flight', 'queued', 'timed_out'] as const) this.set({ outcome }, webhooks[outcome]);
         },
       });
     },
@@ -113,5 +153,6 @@ function fileLogMetrics(registry: Registry, stats: FileLogStats) {
     logBatchesWritten: counter('sluice_log_batches_written_total', 'Group-commit flushes of a partition (one or more batches each)', () => stats.batchesWritten),
     logSegmentsDeleted: counter('sluice_log_segments_deleted_total', 'Log segments deleted by retention', () => stats.segmentsDeleted),
     logCorruptSkipped: counter('sluice_log_corrupt_records_skipped_total', 'Records readers skipped because their batch was damaged', () => stats.corruptRecordsSkipped),
+    consumerOffsetsDiscarded: counter('sluice_consumer_offsets_discarded_total', 'Damaged consumer-offsets files and invalid partition offsets found at start; those partitions are read again from the earliest offset', () => stats.consumerOffsetsDiscarded),
   };
 }

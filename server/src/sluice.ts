@@ -6,8 +6,10 @@ import { resolveAdminToken } from './admin-token.js';
 import { createHttpApp, defaultDashboardDir } from './api/http-app.js';
 import { systemClock, type Clock } from './clock.js';
 import type { Config } from './config.js';
+import { lockDataDir } from './data-dir-lock.js';
 import { StartupError } from './errors.js';
 import { ConsumerProgress } from './health/consumer-progress.js';
+import { DeviceTelemetryKeys } from './ingest/device-telemetry-keys.js';
 import { Ingest } from './ingest/ingest.js';
 import { startMqttBroker } from './ingest/mqtt-broker.js';
 import { RejectedMessages } from './ingest/rejected-messages.js';
@@ -16,6 +18,7 @@ import type { Logger } from './logger.js';
 import { createMetrics } from './metrics.js';
 import { startRealtime } from './realtime/socket-server.js';
 import { RULES_GROUP, WINDOW_RULES_GROUP } from './rules/rules-consumer.js';
+import { DevicesRulesWant } from './rules/devices-rules-want.js';
 import { createRulesRuntime, WINDOWS_TOPIC } from './rules/rules-runtime.js';
 import { publicAlarm } from './alarms/alarm-service.js';
 import { openDatabase } from './storage/database.js';
@@ -24,7 +27,7 @@ import { STORAGE_GROUP, startStorageConsumer } from './storage/storage-consumer.
 import { startStorageWorker } from './storage/storage-worker-client.js';
 import { TimeSeriesStore } from './storage/timeseries.js';
 import { TELEMETRY_TOPIC } from './telemetry/device-message.js';
-import { RecentEntries } from './telemetry/recent-entries.js';
+import { DEFAULT_RECENT_ENTRIES_PER_PARTITION, RecentEntries } from './telemetry/recent-entries.js';
 
 export interface Sluice {
   ports: { mqtt: number; http: number };
@@ -40,9 +43,14 @@ export interface Sluice {
 /**
  * Builds every piece and starts them, in the order data flows: log, storage, ingest, servers.
  * Stops in reverse: stop taking input, drain, flush the log, close the database.
+ * `config.limits` bounds what one message, device, connection and rule may cost (docs/limits.md);
+ * each one left unset keeps the default of the module that enforces it.
  */
 export async function startSluice(config: Config, logger: Logger, clock: Clock = systemClock): Promise<Sluice> {
+  const { mqtt: mqttLimits, telemetry: telemetryLimits, rejected: rejectedLimits } = config.limits;
   fs.mkdirSync(config.dataDir, { recursive: true });
+  // First of all, before the log is touched: one Sluice per data dir (data-dir-lock.ts).
+  const dataDirLock = lockDataDir(config.dataDir);
   const { token: adminToken, generated } = resolveAdminToken(config.dataDir, config.adminToken);
 
   const log = new FileLog(config.dataDir, config.fsync, logger.child({ component: 'log' }), {
@@ -61,16 +69,23 @@ export async function startSluice(config: Config, logger: Logger, clock: Clock =
   const store = new TimeSeriesStore(db);
   const metrics = createMetrics(log, log.stats);
   const storageWorker = startStorageWorker(config.dataDir, logger.child({ component: 'storage' }));
-  const recentEntries = new RecentEntries(partitions);
+  const recentEntries = new RecentEntries(partitions, DEFAULT_RECENT_ENTRIES_PER_PARTITION, telemetryLimits.recentValuesMaxBytes);
+  metrics.registerRecentValues(() => ({ bytes: recentEntries.bytes, evicted: recentEntries.evicted }));
   const rules = createRulesRuntime({
     db, rulesDir: config.rulesDir, log, registry, writes: storageWorker, recentEntries, logger, alarmRetry: config.alarmRetry,
+    limits: config.limits.rules, webhookLimits: config.limits.webhooks, alarmWebhookLimits: config.limits.alarmWebhooks,
     onOffsetReset: (partition) => metrics.consumerOffsetResets.inc({ group: RULES_GROUP, topic: TELEMETRY_TOPIC, partition }),
     onWindowsOffsetReset: (partition) => metrics.consumerOffsetResets.inc({ group: WINDOW_RULES_GROUP, topic: WINDOWS_TOPIC, partition }),
   });
   rules.service.loadAll();
   metrics.registerRuleStats(() => rules.engine.allStats(), rules.webhooks.stats);
-  const rejected = new RejectedMessages();
-  const ingest = new Ingest(log, rejected, metrics, clock, logger.child({ component: 'ingest' }), config.maxPayloadBytes);
+  const rejected = new RejectedMessages(undefined, rejectedLimits);
+  const deviceKeys = new DeviceTelemetryKeys({ keysOf: (id, limit) => store.seriesKeys(id, limit), hasKey: (id, key) => store.hasSeries(id, key) },
+    telemetryLimits.maxKeysPerDevice);
+  registry.on('deleted', (device) => deviceKeys.forget(device.id));
+  const ingest = new Ingest(log, rejected, metrics, clock, logger.child({ component: 'ingest' }), config.maxPayloadBytes, {
+    payloadLimits: { maxDepth: telemetryLimits.maxPayloadDepth, maxKeys: telemetryLimits.maxPayloadKeys }, deviceKeys,
+  });
 
   let ready = false;
   const progress = new ConsumerProgress({
@@ -79,14 +94,17 @@ export async function startSluice(config: Config, logger: Logger, clock: Clock =
   });
   const app = createHttpApp({
     adminToken, registry, store, ingest, log, rejected, metrics, rules: rules.service, ruleEngine: rules.engine, windows: rules.windowStore, windowEngine: rules.windows, alarms: rules.alarms, logger: logger.child({ component: 'http' }), clock,
-    maxPayloadBytes: config.maxPayloadBytes, dashboardDir: defaultDashboardDir, isReady: () => ready, progress,
+    maxPayloadBytes: config.maxPayloadBytes, dashboardDir: defaultDashboardDir, isReady: () => ready, progress, fleetLatestKeysPerDevice: config.limits.api.fleetLatestKeysPerDevice,
   });
   const httpServer = http.createServer(app);
   const realtime = startRealtime(httpServer, adminToken, log, logger.child({ component: 'realtime' }));
   rules.onWindowResult((r) => realtime.publishWindow(r));
-  ingest.onTelemetry((deviceId, entries, appended) => {
-    recentEntries.put(appended.partition, appended.offset, entries);
-    realtime.publishTelemetry(deviceId, entries);
+  // Values are kept for the rules group only for devices an enabled rule selects: the others'
+  // would never be taken, only wait to be pushed out.
+  const rulesWant = new DevicesRulesWant(rules.engine);
+  ingest.onTelemetry((device, parsed, appended, payloadBytes) => {
+    if (rulesWant.wants(device)) recentEntries.put(appended.partition, appended.offset, parsed.entries, payloadBytes, parsed.keys);
+    realtime.publishTelemetry(device.id, parsed.entries);
   });
   rules.onAlarm((alarm) => realtime.publishAlarm(publicAlarm(alarm)));
 
@@ -95,11 +113,12 @@ export async function startSluice(config: Config, logger: Logger, clock: Clock =
     onOffsetReset: (partition) => metrics.consumerOffsetResets.inc({ group: STORAGE_GROUP, topic: TELEMETRY_TOPIC, partition }),
     onStored(outcome) {
       metrics.pointsStored.inc(outcome.points);
+      for (const s of outcome.skipped) metrics.storageRecordsSkipped.inc({ reason: s.kind });
       realtime.countStored(outcome.messages);
     },
   });
 
-  const mqtt = await startMqttBroker({ registry, ingest, metrics, logger: logger.child({ component: 'mqtt' }) });
+  const mqtt = await startMqttBroker({ registry, ingest, metrics, logger: logger.child({ component: 'mqtt' }), maxPayloadBytes: config.maxPayloadBytes, ...mqttLimits });
   rules.start((topic, payload, qos, retain) => mqtt.publish(topic, payload, qos, retain));
   let stopping: Promise<void> | undefined;
   const stop = () => {
@@ -110,12 +129,14 @@ export async function startSluice(config: Config, logger: Logger, clock: Clock =
       await realtime.close();
       httpServer.closeAllConnections();
       await new Promise<void>((resolve) => httpServer.close(() => resolve()));
-      await storage.caughtUp();
+      // Not caughtUp(): a storage group whose batches fail would never get there.
+      if (!(await storage.drain())) logger.warn('stopping while storage batches fail: what is not stored yet is stored from the log after the next start');
       await storage.stop();
       await rules.stop();
       await storageWorker.close();
       await log.close();
       db.close();
+      dataDirLock.release();
     })();
     return stopping;
   };

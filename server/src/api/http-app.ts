@@ -47,6 +47,8 @@ export interface HttpAppOptions {
   isReady: () => boolean;
   /** Whether the consumer groups keep moving (a stalled one makes /healthz 503). */
   progress: Pick<ConsumerProgress, 'groups' | 'problems'>;
+  /** Latest values per device in the fleet answer (devices-router.ts has the default). */
+  fleetLatestKeysPerDevice?: number;
 }
 
 /** The HTTP surface: health, metrics, the device API, the operator API and the dashboard. */
@@ -73,7 +75,7 @@ export function createHttpApp(o: HttpAppOptions): express.Express {
   api.use(requireAdminToken(o.adminToken));
   api.use(express.json({ limit: '1mb' }));
   api.use('/devices/:id/telemetry', telemetryRouter(o.registry, o.store));
-  api.use('/devices', devicesRouter(o.registry, o.store));
+  api.use('/devices', devicesRouter(o.registry, o.store, o.fleetLatestKeysPerDevice));
   api.use('/log', logRouter(o.log));
   api.use('/rejected', rejectedRouter(o.rejected));
   api.use('/rules', rulesRouter(o.rules, o.ruleEngine));
