@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import type { MqttClient } from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createDeviceOnPartitionOf, heapUsedAfterGc, metricValue, publishQos1, telemetryRecords } from './support/hostile-input.js';
-import { TestServer, type CreatedDevice } from './support/test-server.js';
+import { TestServer, tempDir, type CreatedDevice } from './support/test-server.js';
 
 /**
  * Issue 16, finding 4: a device sending thousands of never-seen keys had no cap — every key a new
@@ -28,7 +28,7 @@ describe('distinct telemetry keys per device', () => {
   let client: MqttClient;
 
   beforeAll(async () => {
-    server = await TestServer.start();
+    server = await TestServer.start({ dataDir: tempDir() });
     sprawling = await server.createDevice('sprawling');
     neighbour = await createDeviceOnPartitionOf(server, sprawling, 'neighbour');
     client = await server.connectDevice(sprawling.token);

@@ -4,7 +4,7 @@ import path from 'node:path';
 import { parse } from 'yaml';
 import { describe, expect, it } from 'vitest';
 import { repoRoot, startScriptNodeFlags } from './support/child-server.js';
-import { TestServer } from './support/test-server.js';
+import { TestServer, tempDir } from './support/test-server.js';
 
 /**
  * The rules the Dockerfile, .dockerignore and docker-compose.yml keep (no Docker engine runs here,
@@ -158,7 +158,7 @@ describe('the health check script', () => {
   });
 
   it('passes for a ready Sluice on the port ports.json names, and fails when nothing answers there', async () => {
-    const server = await TestServer.start();
+    const server = await TestServer.start({ dataDir: tempDir() });
     try {
       // HTTP_PORT names a closed port: ports.json, written at start, wins.
       expect(await runCheck({ DATA_DIR: server.dataDir, HTTP_PORT: '1' })).toBe(0);

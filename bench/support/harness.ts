@@ -26,7 +26,9 @@ export interface BenchSluice extends ChildServer {
 /** Sluice with the example rules (filter, enrich, 1-minute tumbling window, alarm) on a fresh data dir. */
 export async function startBenchSluice(extraArgs: string[] = []): Promise<BenchSluice> {
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'sluice-bench-'));
-  const server = await startChildSluice(dataDir, ['--log-level', 'warn', '--rules-dir', EXAMPLE_RULES, ...extraArgs], { ADMIN_TOKEN });
+  // Every load connection comes from 127.0.0.1: the per-address limit (1,000 by default, for
+  // devices behind NAT) would refuse bench:connections' 10,000, so it is raised; all else stays.
+  const server = await startChildSluice(dataDir, ['--log-level', 'warn', '--rules-dir', EXAMPLE_RULES, '--mqtt-max-connections-per-address', '100000', ...extraArgs], { ADMIN_TOKEN });
   return {
     ...server, dataDir, base: `http://127.0.0.1:${server.ports.http}`,
     async stop() {

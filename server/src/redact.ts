@@ -22,3 +22,8 @@ export function redactUrl(url: string): string {
   const kept = first === undefined ? '/' : `/${first}${rest.length > 0 ? '/…' : ''}`;
   return `${parsed.protocol}//${parsed.host}${kept}${parsed.search ? '?…' : ''}`;
 }
+
+/** `text` (an error message, say: fetch puts the URL in some) with `url` in it redacted. */
+export function redactUrlIn(text: string, url: string): string {
+  return text.includes(url) ? text.replaceAll(url, redactUrl(url)) : text;
+}

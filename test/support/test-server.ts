@@ -22,12 +22,13 @@ export interface CreatedDevice {
 
 /** A real Sluice on free ports over a temp data dir, with small helpers for its two APIs. */
 export class TestServer {
-  private constructor(readonly sluice: Sluice, readonly dataDir: string, readonly config: Config) {}
+  private constructor(readonly sluice: Sluice, readonly dataDir: string, readonly config: Config, private readonly ownsDataDir: boolean) {}
 
+  /** Without a dataDir, on a temp dir of its own that stop() removes; with one, the caller's to keep. */
   static async start(overrides: Partial<Config> = {}, logger: Logger = silentLogger): Promise<TestServer> {
     const dataDir = overrides.dataDir ?? tempDir();
     const config = testConfig({ ...overrides, dataDir });
-    return new TestServer(await startSluice(config, logger), dataDir, config);
+    return new TestServer(await startSluice(config, logger), dataDir, config, overrides.dataDir === undefined);
   }
 
   get baseUrl(): string {
@@ -63,8 +64,9 @@ export class TestServer {
     return connectMqtt(this.mqttUrl, { username: token, ...options });
   }
 
-  stop(): Promise<void> {
-    return this.sluice.stop();
+  async stop(): Promise<void> {
+    await this.sluice.stop();
+    if (this.ownsDataDir) fs.rmSync(this.dataDir, { recursive: true, force: true });
   }
 }
 

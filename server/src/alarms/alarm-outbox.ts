@@ -1,3 +1,4 @@
+import { redactUrl, redactUrlIn } from '../redact.js';
 import { randomUUID } from 'node:crypto';
 import type { Logger } from '../logger.js';
 import type { Db } from '../storage/database.js';
@@ -112,12 +113,12 @@ export class AlarmOutbox {
       }
       problem = `HTTP ${res.status}`;
     } catch (err) {
-      problem = (err as Error).name === 'TimeoutError' ? `no answer within ${this.limits.timeoutMs} ms` : (err as Error).message;
+      problem = (err as Error).name === 'TimeoutError' ? `no answer within ${this.limits.timeoutMs} ms` : redactUrlIn((err as Error).message, row.url);
     }
     if (this.stopping.signal.aborted) return;
     this.stats.failedAttempts++;
     const delay = Math.min(this.retry.maxMs, this.retry.firstMs * 2 ** row.attempts);
     this.s.failed.run(this.now() + delay, problem, row.id);
-    if (row.attempts === 0) this.logger.warn({ url: row.url, problem }, `alarm notification not delivered (${problem}); retrying with backoff`);
+    if (row.attempts === 0) this.logger.warn({ url: redactUrl(row.url), problem }, `alarm notification not delivered (${problem}); retrying with backoff`);
   }
 }

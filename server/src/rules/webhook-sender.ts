@@ -1,3 +1,4 @@
+import { redactUrl, redactUrlIn } from '../redact.js';
 import type { Logger } from '../logger.js';
 import { RateLimitedLog } from './limit-log.js';
 import { DEFAULT_WEBHOOK_MAX_TIMEOUT_MS } from './rule-limits.js';
@@ -178,7 +179,7 @@ export class WebhookSender {
     } catch (err) {
       const timedOut = (err as Error).name === 'TimeoutError';
       if (timedOut) this.stats.timed_out++;
-      problem = timedOut ? `no answer within ${timeoutMs} ms` : (err as Error).message;
+      problem = timedOut ? `no answer within ${timeoutMs} ms` : redactUrlIn((err as Error).message, request.url);
     }
     if (this.closing.signal.aborted) {
       this.stats.pending--;
@@ -191,7 +192,7 @@ export class WebhookSender {
     }
     this.stats.failed++;
     this.stats.pending--;
-    this.logger.warn({ rule: request.rule, node: request.node, url: request.url, attempts: attempt + 1, problem }, `webhook failed: ${problem}`);
+    this.logger.warn({ rule: request.rule, node: request.node, url: redactUrl(request.url), attempts: attempt + 1, problem }, `webhook failed: ${problem}`);
   }
 
   private retryLater(call: Call, delayMs: number): void {
