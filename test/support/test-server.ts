@@ -8,8 +8,18 @@ import { startSluice, type Sluice } from '../../server/src/sluice.js';
 
 export const silentLogger = pino({ level: 'silent' });
 
+const tempDirsMade: string[] = [];
+
+/** A fresh temp dir; every one made in a test file is removed when the file is done (test/support/remove-temp-dirs.ts). */
 export function tempDir(prefix = 'sluice-test-'): string {
-  return fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+  tempDirsMade.push(dir);
+  return dir;
+}
+
+/** Removes every temp dir tempDir() made in this process. */
+export function removeTempDirs(): void {
+  for (const dir of tempDirsMade.splice(0)) fs.rmSync(dir, { recursive: true, force: true });
 }
 
 export interface CreatedDevice {

@@ -1,0 +1,6 @@
+import { afterAll } from 'vitest';
+import { removeTempDirs } from './test-server.js';
+
+// A setup file: its afterAll is registered before any of the test file's, so it runs after them
+// all (hooks run as a stack), once the servers using the dirs have stopped.
+afterAll(() => removeTempDirs());
