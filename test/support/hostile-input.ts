@@ -5,6 +5,7 @@ import { testConfig } from '../../server/src/config.js';
 import { partitionForKey } from '../../server/src/log/partitioner.js';
 import { startSluice } from '../../server/src/sluice.js';
 import type { TelemetryLimits } from '../../server/src/telemetry/telemetry-limits.js';
+import { sampleOf } from './metrics-text.js';
 import { connectMqtt, silentLogger, tempDir, type CreatedDevice, type TestServer } from './test-server.js';
 
 /**
@@ -37,19 +38,7 @@ export async function createDeviceOnPartitionOf(server: RunningServer, other: Cr
 
 /** One sample of a metric as /metrics gives it (labels in the order prom-client writes them), 0 when absent. */
 export async function metricValue(server: RunningServer, name: string, labels: Record<string, string> = {}): Promise<number> {
-  const text = await (await server.api('GET', '/metrics')).text();
-  const wanted = Object.entries(labels);
-  for (const line of text.split('\n')) {
-    if (!line.startsWith(name)) continue;
-    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{([^}]*)\})? (\S+)$/.exec(line);
-    if (!m || m[1] !== name) continue;
-    const have = Object.fromEntries((m[2] ?? '').split(',').filter(Boolean).map((kv) => {
-      const eq = kv.indexOf('=');
-      return [kv.slice(0, eq), JSON.parse(kv.slice(eq + 1)) as string];
-    }));
-    if (wanted.every(([k, v]) => have[k] === v)) return Number(m[3]);
-  }
-  return 0;
+  return sampleOf(await (await server.api('GET', '/metrics')).text(), name, labels);
 }
 
 /** How many records the telemetry topic holds, over all partitions. */

@@ -7,6 +7,7 @@ import type { Logger } from 'pino';
 import { testConfig, type Config } from '../../server/src/config.js';
 import type { MqttBrokerLimits } from '../../server/src/ingest/mqtt-broker.js';
 import { startSluice, type Sluice } from '../../server/src/sluice.js';
+import { sampleOf } from './metrics-text.js';
 import { connectMqtt, silentLogger, tempDir, waitFor, type CreatedDevice } from './test-server.js';
 
 /**
@@ -47,17 +48,7 @@ export class LimitedServer {
   /** One sample of a metric from /metrics (0 when absent). */
   async metric(name: string, labels: Record<string, string> = {}): Promise<number> {
     const res = await fetch(`http://127.0.0.1:${this.sluice.ports.http}/metrics`);
-    const wanted = Object.entries(labels);
-    for (const line of (await res.text()).split('\n')) {
-      const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{([^}]*)\})? (\S+)$/.exec(line);
-      if (!m || m[1] !== name) continue;
-      const have = Object.fromEntries((m[2] ?? '').split(',').filter(Boolean).map((kv) => {
-        const eq = kv.indexOf('=');
-        return [kv.slice(0, eq), JSON.parse(kv.slice(eq + 1)) as string];
-      }));
-      if (wanted.every(([k, v]) => have[k] === v)) return Number(m[3]);
-    }
-    return 0;
+    return sampleOf(await res.text(), name, labels);
   }
 
   /** Records in the telemetry topic, over all partitions. */
