@@ -48,6 +48,7 @@ export const limitOptions = {
   'max-payload-depth': limit('MAX_PAYLOAD_DEPTH', 'count', 'telemetry', 'maxPayloadDepth', 1, 'levels of objects and arrays in a device message (default 16)'),
   'max-payload-keys': limit('MAX_PAYLOAD_KEYS', 'count', 'telemetry', 'maxPayloadKeys', 1, 'keys and array items in one device message (default 1000)'),
   'max-keys-per-device': limit('MAX_KEYS_PER_DEVICE', 'count', 'telemetry', 'maxKeysPerDevice', 1, 'distinct telemetry keys of one device (default 1000)'),
+  'max-attributes-per-device': limit('MAX_ATTRIBUTES_PER_DEVICE', 'count', 'telemetry', 'maxAttributesPerDevice', 1, 'distinct client attributes of one device (default 1000)'),
   'rules-recent-values-bytes': limit('RULES_RECENT_VALUES_BYTES', 'bytes', 'telemetry', 'recentValuesMaxBytes', 0, 'parsed values kept for the rules group (default 32MiB)'),
   'mqtt-max-connections': limit('MQTT_MAX_CONNECTIONS', 'count', 'mqtt', 'maxConnections', 1, 'MQTT connections at once (default: from ulimit -n, at most 50000)'),
   'mqtt-max-connections-per-address': limit('MQTT_MAX_CONNECTIONS_PER_ADDRESS', 'count', 'mqtt', 'maxConnectionsPerAddress', 1, 'MQTT connections from one address, IPv6 by /64 (default 1000)'),

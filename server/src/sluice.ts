@@ -82,9 +82,11 @@ export async function startSluice(config: Config, logger: Logger, clock: Clock =
   const rejected = new RejectedMessages(undefined, rejectedLimits);
   const deviceKeys = new DeviceTelemetryKeys({ keysOf: (id, limit) => store.seriesKeys(id, limit), hasKey: (id, key) => store.hasSeries(id, key) },
     telemetryLimits.maxKeysPerDevice);
-  registry.on('deleted', (device) => deviceKeys.forget(device.id));
+  const deviceAttributes = new DeviceTelemetryKeys({ keysOf: (id, limit) => store.attributeKeys(id, limit), hasKey: (id, key) => store.hasAttribute(id, key) },
+    telemetryLimits.maxAttributesPerDevice, undefined, 'client attributes');
+  registry.on('deleted', (device) => { deviceKeys.forget(device.id); deviceAttributes.forget(device.id); });
   const ingest = new Ingest(log, rejected, metrics, clock, logger.child({ component: 'ingest' }), config.maxPayloadBytes, {
-    payloadLimits: { maxDepth: telemetryLimits.maxPayloadDepth, maxKeys: telemetryLimits.maxPayloadKeys }, deviceKeys,
+    payloadLimits: { maxDepth: telemetryLimits.maxPayloadDepth, maxKeys: telemetryLimits.maxPayloadKeys }, deviceKeys, deviceAttributes,
   });
 
   let ready = false;

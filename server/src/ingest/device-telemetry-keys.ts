@@ -2,6 +2,8 @@ import type { TelemetryEntry } from '../telemetry/payload.js';
 
 /** Distinct telemetry keys a device may have: each is a series of its own in SQLite. */
 export const DEFAULT_MAX_KEYS_PER_DEVICE = 1000;
+/** Distinct client attributes a device may report: each is a row of its own, all shown with the device. */
+export const DEFAULT_MAX_ATTRIBUTES_PER_DEVICE = 1000;
 /** Keys held in memory over all devices (about 50 bytes each); devices beyond are loaded again when they send. */
 export const DEFAULT_MAX_CACHED_DEVICE_KEYS = 1_000_000;
 
@@ -19,7 +21,8 @@ interface DeviceKeys {
 }
 
 /**
- * The cap on distinct telemetry keys per device, checked at ingest: a message that would add keys
+ * The cap on distinct keys per device — telemetry keys, or client attributes (one instance
+ * each, told apart by `what`) — checked at ingest: a message that would add keys
  * beyond it is refused. Each device's known keys are loaded from the database on its first
  * message and kept in a bounded cache (devices loaded first leave first; a device that left is
  * loaded again when it next sends).
@@ -35,6 +38,8 @@ export class DeviceTelemetryKeys {
     private readonly source: KnownKeysSource,
     readonly maxKeysPerDevice = DEFAULT_MAX_KEYS_PER_DEVICE,
     private readonly maxCachedKeys = DEFAULT_MAX_CACHED_DEVICE_KEYS,
+    /** What the keys are, for the refusal: "telemetry keys", "client attributes". */
+    private readonly what = 'telemetry keys',
   ) {}
 
   /**
@@ -56,8 +61,8 @@ export class DeviceTelemetryKeys {
     const known = device.partial ? Math.max(device.keys.size, this.maxKeysPerDevice) : device.keys.size;
     if (known + fresh.size > this.maxKeysPerDevice) {
       const names = [...fresh].slice(0, 3).map((k) => JSON.stringify(k.length > 40 ? `${k.slice(0, 40)}…` : k)).join(', ');
-      return `device already has ${known} telemetry keys; this message would add ${fresh.size} more (${names}${fresh.size > 3 ? ', …' : ''}), `
-        + `beyond the limit of ${this.maxKeysPerDevice} distinct keys per device`;
+      return `device already has ${known} ${this.what}; this message would add ${fresh.size} more (${names}${fresh.size > 3 ? ', …' : ''}), `
+        + `beyond the limit of ${this.maxKeysPerDevice} distinct ${this.what} per device`;
     }
     for (const key of fresh) device.keys.add(key);
     this.cached += fresh.size;

@@ -25,6 +25,8 @@ export interface IngestOptions {
   payloadLimits?: Partial<PayloadLimits>;
   /** The cap on distinct telemetry keys per device; none without. */
   deviceKeys?: DeviceTelemetryKeys;
+  /** The cap on distinct client attributes per device; none without. */
+  deviceAttributes?: DeviceTelemetryKeys;
 }
 
 export type IngestOutcome =
@@ -47,6 +49,7 @@ export class Ingest {
   private readonly listenerErrorLogLimit = new LogRateLimit();
   private readonly payloadLimits: Readonly<PayloadLimits>;
   private readonly deviceKeys: DeviceTelemetryKeys | undefined;
+  private readonly deviceAttributes: DeviceTelemetryKeys | undefined;
   constructor(
     private readonly log: Log,
     private readonly rejectedMessages: RejectedMessages,
@@ -61,6 +64,7 @@ export class Ingest {
       maxKeys: options.payloadLimits?.maxKeys ?? DEFAULT_MAX_PAYLOAD_KEYS,
     });
     this.deviceKeys = options.deviceKeys;
+    this.deviceAttributes = options.deviceAttributes;
   }
 
   accept(device: Device, kind: MessageKind, payload: Buffer, transport: Transport, topic: string): Promise<IngestOutcome> {
@@ -71,8 +75,9 @@ export class Ingest {
     }
     const parsed = parseTelemetryPayload(payload, receivedAt, this.payloadLimits);
     if (!parsed.ok) return Promise.resolve(this.reject(transport, topic, device.id, receivedAt, parsed.category, parsed.reason));
-    if (kind === 'telemetry' && this.deviceKeys) {
-      const tooMany = this.deviceKeys.admit(device.id, parsed.entries);
+    const keyCap = kind === 'telemetry' ? this.deviceKeys : this.deviceAttributes;
+    if (keyCap) {
+      const tooMany = keyCap.admit(device.id, parsed.entries);
       if (tooMany !== undefined) return Promise.resolve(this.reject(transport, topic, device.id, receivedAt, 'too_many_keys', tooMany));
     }
     // Not an async function: one promise per message less (this runs for every message).

@@ -52,6 +52,8 @@ export class TimeSeriesStore {
   private readonly selectLatest;
   private readonly selectKeys;
   private readonly selectSeriesKeys;
+  private readonly selectAttributeKeys;
+  private readonly selectAttributeKey;
   private readonly selectLatestLimited;
   private readonly selectAttributes;
   private readonly selectSeries;
@@ -72,6 +74,8 @@ export class TimeSeriesStore {
     this.selectAttributes = db.prepare('SELECT key, value FROM client_attributes WHERE device_id = ? ORDER BY key');
     this.selectKeys = db.prepare('SELECT key FROM ts_latest WHERE device_id = ? ORDER BY key').pluck();
     this.selectSeriesKeys = db.prepare('SELECT key FROM ts_series WHERE device_id = ? LIMIT ?').pluck();
+    this.selectAttributeKeys = db.prepare('SELECT key FROM client_attributes WHERE device_id = ? LIMIT ?').pluck();
+    this.selectAttributeKey = db.prepare('SELECT 1 FROM client_attributes WHERE device_id = ? AND key = ?').pluck();
     this.selectLatestLimited = db.prepare('SELECT key, ts, kind, num, str FROM ts_latest WHERE device_id = ? ORDER BY key LIMIT ?');
     this.selectSeries = db.prepare(`SELECT ts, kind, num, str FROM (
         SELECT ts, kind, num, str FROM ts_points
@@ -152,6 +156,15 @@ export class TimeSeriesStore {
 
   hasSeries(deviceId: string, key: string): boolean {
     return this.selectSeriesId.get(deviceId, key) !== undefined;
+  }
+
+  /** Up to `limit` of the client attribute keys a device reported. */
+  attributeKeys(deviceId: string, limit: number): string[] {
+    return this.selectAttributeKeys.all(deviceId, limit) as string[];
+  }
+
+  hasAttribute(deviceId: string, key: string): boolean {
+    return this.selectAttributeKey.get(deviceId, key) !== undefined;
   }
 
   latest(deviceId: string): Record<string, Point> {

@@ -9,6 +9,8 @@ export interface TelemetryLimits {
   maxPayloadKeys?: number;
   /** Distinct telemetry keys per device (DEFAULT_MAX_KEYS_PER_DEVICE, 1,000). */
   maxKeysPerDevice?: number;
+  /** Distinct client attributes per device (DEFAULT_MAX_ATTRIBUTES_PER_DEVICE, 1,000). */
+  maxAttributesPerDevice?: number;
   /** Heap the parsed values kept for the rules group may take (DEFAULT_RECENT_ENTRIES_MAX_BYTES, 32 MiB). */
   recentValuesMaxBytes?: number;
 }
