@@ -1,6 +1,7 @@
 import fs from 'node:fs';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { sampleOf } from './support/metrics-text.js';
 import { TestServer, waitFor } from './support/test-server.js';
 
 /** Every JSON line Sluice logs, as written. */
@@ -33,5 +34,12 @@ describe("Sluice's own log lines", () => {
     expect(lines.filter((l) => l.includes('s3cret'))).toEqual([]);
     // A repeated key survives JSON.parse as its last value only; re-serialising shows the loss.
     for (const line of lines) expect(JSON.stringify(JSON.parse(line))).toBe(line);
+  });
+
+  it('count the undelivered alarm notification in /metrics too', async () => {
+    const sample = async (outcome: string) => sampleOf(await (await fetch(`${server.baseUrl}/metrics`)).text(), 'sluice_alarm_notifications', { outcome });
+    await waitFor('the failed attempt counted', async () => ((await sample('failed_attempts')) >= 1 ? true : undefined));
+    expect(await sample('delivered')).toBe(0);
+    await waitFor('the notification pending in the outbox', async () => ((await sample('pending')) === 1 ? true : undefined));
   });
 });

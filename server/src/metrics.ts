@@ -106,7 +106,20 @@ export function createMetrics(log: Log, logStats?: FileLogStats) {
       });
     },
     /** Rule node counters and webhook outcomes, read when /metrics is scraped. */
-    registerRuleStats(read: () => { rule: string; nodes: { id: string; in: number; out: number; dropped: number; errors: number; limited?: Record<string, number | undefined> }[] }[], webhooks: WebhookStats) {
+    registerRuleStats(read: () => { rule: string; nodes: { id: string; in: number; out: number; dropped: number; errors: number; limited?: Record<string, number | undefined> }[] }[], webhooks: WebhookStats,
+      alarmOutbox?: Readonly<{ delivered: number; failedAttempts: number; pending: number; inFlight: number }>) {
+      if (alarmOutbox) {
+        new Gauge({
+          name: 'sluice_alarm_notifications', help: 'Alarm webhook notifications: delivered and failed_attempts since start; pending (in the outbox) and in_flight now',
+          labelNames: ['outcome'] as const, registers: [registry],
+          collect() {
+            this.set({ outcome: 'delivered' }, alarmOutbox.delivered);
+            this.set({ outcome: 'failed_attempts' }, alarmOutbox.failedAttempts);
+            this.set({ outcome: 'pending' }, alarmOutbox.pending);
+            this.set({ outcome: 'in_flight' }, alarmOutbox.inFlight);
+          },
+        });
+      }
       new Gauge({
         name: 'sluice_rule_node_messages', help: 'Messages per rule node since the rule was (re)loaded, by outcome', labelNames: ['rule', 'node', 'outcome'] as const, registers: [registry],
         collect() {

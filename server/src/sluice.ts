@@ -78,7 +78,7 @@ export async function startSluice(config: Config, logger: Logger, clock: Clock =
     onWindowsOffsetReset: (partition) => metrics.consumerOffsetResets.inc({ group: WINDOW_RULES_GROUP, topic: WINDOWS_TOPIC, partition }),
   });
   rules.service.loadAll();
-  metrics.registerRuleStats(() => rules.engine.allStats(), rules.webhooks.stats);
+  metrics.registerRuleStats(() => rules.engine.allStats(), rules.webhooks.stats, rules.alarmOutboxStats);
   const rejected = new RejectedMessages(undefined, rejectedLimits);
   const deviceKeys = new DeviceTelemetryKeys({ keysOf: (id, limit) => store.seriesKeys(id, limit), hasKey: (id, key) => store.hasSeries(id, key) },
     telemetryLimits.maxKeysPerDevice);

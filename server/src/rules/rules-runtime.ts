@@ -16,7 +16,7 @@ import { ruleLimits, type RuleLimits } from './rule-limits.js';
 import { WindowEngine } from '../windows/window-engine.js';
 import { WindowStore, type StoredWindowResult } from '../windows/window-store.js';
 import { WindowCheckpoint } from '../windows/window-checkpoint.js';
-import { AlarmOutbox, type AlarmWebhookLimits } from '../alarms/alarm-outbox.js';
+import { AlarmOutbox, type AlarmWebhookLimits, type OutboxStats } from '../alarms/alarm-outbox.js';
 import { AlarmService, publicAlarm } from '../alarms/alarm-service.js';
 import type { Alarm, AlarmChange } from '../alarms/alarm-store.js';
 import { ALARM_TOPIC_PREFIX } from '../ingest/device-topics.js';
@@ -31,6 +31,8 @@ export interface RulesRuntime {
   engine: RuleEngine;
   service: RuleService;
   webhooks: WebhookSender;
+  /** What the alarm webhook outbox has done (counts since start, pending and in flight now). */
+  alarmOutboxStats: Readonly<OutboxStats>;
   windows: WindowEngine;
   windowStore: WindowStore;
   /** Where else window results go once stored (the live push). */
@@ -153,7 +155,7 @@ export function createRulesRuntime(o: RulesRuntimeOptions): RulesRuntime {
   let consumer: Consumer | undefined;
   let windowConsumer: Consumer | undefined;
   return {
-    engine, service, webhooks, windows, windowStore, alarms,
+    engine, service, webhooks, windows, windowStore, alarms, alarmOutboxStats: outbox.stats,
     onAlarm: (listener) => { alarmListeners.push(listener); },
     onWindowResult: (listener) => { windowListeners.push(listener); },
     start(publishFn) {
