@@ -1,3 +1,4 @@
+import { LogRateLimit } from '../log-rate-limit.js';
 import type { Logger } from '../logger.js';
 
 /** How often at most one kind of limit hit is logged. */
@@ -11,20 +12,18 @@ const MAX_KINDS = 1_000;
  * unlogged in between. A limit is hit per message, so it can be hit thousands of times a second.
  */
 export class RateLimitedLog {
-  private readonly kinds = new Map<string, { loggedAt: number; unlogged: number }>();
+  private readonly kinds = new Map<string, LogRateLimit>();
 
   constructor(private readonly logger: Logger, private readonly everyMs = LIMIT_LOG_EVERY_MS, private readonly now: () => number = Date.now) {}
 
   warn(kind: string, fields: Record<string, unknown>, message: string): void {
-    const now = this.now();
-    const seen = this.kinds.get(kind);
-    if (seen && now - seen.loggedAt < this.everyMs) {
-      seen.unlogged++;
-      return;
+    let gate = this.kinds.get(kind);
+    if (!gate) {
+      if (this.kinds.size >= MAX_KINDS) this.kinds.clear();
+      this.kinds.set(kind, (gate = new LogRateLimit(this.everyMs, this.now)));
     }
-    if (!seen && this.kinds.size >= MAX_KINDS) this.kinds.clear();
-    const unlogged = seen?.unlogged ?? 0;
-    this.kinds.set(kind, { loggedAt: now, unlogged: 0 });
+    const unlogged = gate.take();
+    if (unlogged === undefined) return;
     this.logger.warn(unlogged > 0 ? { ...fields, unlogged } : fields, unlogged > 0 ? `${message} (and ${unlogged} more like it since the last line)` : message);
   }
 }
