@@ -3,8 +3,8 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { tokensEqual } from '../server/src/api/auth.js';
 import { redactDevicePath, redactUrl } from '../server/src/redact.js';
-import { startChildSluice } from './support/child-server.js';
-import { tempDir } from './support/test-server.js';
+import { startChildSluice, type ChildServer } from './support/child-server.js';
+import { tempDir, waitFor } from './support/test-server.js';
 
 /** Every file and folder below `dir`, with its permission bits. */
 function modes(dir: string): [string, number][] {
@@ -15,10 +15,14 @@ function modes(dir: string): [string, number][] {
   return out;
 }
 
+/** Once the start-up lines, the admin token's last among them, are out (they follow ports.json). */
+const startedUp = (server: ChildServer) => waitFor('the start-up log lines', () => (server.output().includes('"msg":"admin token') ? true : undefined), 10_000);
+
 describe('secrets', () => {
   it('prints a configured admin token never, and a generated one only at the start that made it', async () => {
     const configured = tempDir();
     const a = await startChildSluice(configured, ['--admin-token', 'configured-secret-123']);
+    await startedUp(a);
     a.child.kill('SIGTERM');
     await a.exited;
     expect(a.output()).not.toContain('configured-secret-123');
@@ -26,11 +30,13 @@ describe('secrets', () => {
 
     const generated = tempDir();
     const first = await startChildSluice(generated);
+    await startedUp(first);
     first.child.kill('SIGTERM');
     await first.exited;
     const token = fs.readFileSync(path.join(generated, 'admin-token'), 'utf8').trim();
     expect(first.output()).toContain(token);
     const second = await startChildSluice(generated);
+    await startedUp(second);
     second.child.kill('SIGTERM');
     await second.exited;
     expect(second.output()).not.toContain(token);
