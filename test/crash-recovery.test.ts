@@ -1,53 +1,25 @@
 import fs from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import mqtt from 'mqtt';
 import { startChildSluice, type ChildServer } from './support/child-server.js';
+import { childApi, streamSequences } from './support/qos1-streams.js';
 import { tempDir, waitFor } from './support/test-server.js';
 
 const ADMIN = 'crash-admin-token';
 const BASE_TS = 1_700_000_000_000;
 
-async function api<T>(server: ChildServer, method: string, route: string, body?: unknown): Promise<T> {
-  const res = await fetch(`http://127.0.0.1:${server.ports.http}${route}`, {
-    method, headers: { authorization: `Bearer ${ADMIN}`, 'content-type': 'application/json' }, body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  if (!res.ok) throw new Error(`${method} ${route}: ${res.status} ${await res.text()}`);
-  return res.json() as Promise<T>;
-}
+const api = <T>(server: ChildServer, method: string, route: string, body?: unknown) => childApi<T>(server, ADMIN, method, route, body);
 
 describe('crash safety (kill -9)', () => {
   it('keeps every acknowledged QoS 1 message exactly once in the log and in storage after a kill -9 mid-stream', async () => {
     const dataDir = tempDir();
     const first = await startChildSluice(dataDir, ['--admin-token', ADMIN]);
     const devices = await Promise.all([1, 2, 3, 4].map((i) => api<{ id: string; token: string }>(first, 'POST', '/api/devices', { name: `crash-${i}` })));
-    const acked = devices.map(() => new Set<number>());
-    const sent = devices.map(() => new Set<number>());
-    let killed = false;
-    const clients = await Promise.all(devices.map((d) => mqtt.connectAsync(`mqtt://127.0.0.1:${first.ports.mqtt}`, { username: d.token, reconnectPeriod: 0 })));
-    for (const c of clients) c.on('error', () => {});
-    const streams = clients.map((client, d) => {
-      let seq = 0;
-      const lane = async () => {
-        while (!killed) {
-          const n = seq++;
-          sent[d]!.add(n);
-          try {
-            await client.publishAsync('v1/devices/me/telemetry', JSON.stringify({ ts: BASE_TS + n, values: { seq: n } }), { qos: 1 });
-            acked[d]!.add(n);
-          } catch {
-            return; // the connection went down with the server
-          }
-        }
-      };
-      return Promise.all(Array.from({ length: 8 }, lane));
-    });
-    const total = () => acked.reduce((s, a) => s + a.size, 0);
+    const traffic = await streamSequences(first.ports.mqtt, devices.map((d) => d.token), BASE_TS);
+    const { acked, sent, total } = traffic;
     await waitFor('500 acknowledged messages', () => (total() >= 500 ? true : undefined), 15_000);
     first.child.kill('SIGKILL');
     await first.exited;
-    killed = true;
-    for (const c of clients) c.end(true);
-    await Promise.race([Promise.all(streams), new Promise((r) => setTimeout(r, 2000))]);
+    await traffic.stop();
     const ackedAtKill = acked.map((a) => new Set(a));
 
     const second = await startChildSluice(dataDir, ['--admin-token', ADMIN]);

@@ -1,21 +1,15 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import Database from 'better-sqlite3';
-import mqtt from 'mqtt';
 import { describe, expect, it } from 'vitest';
 import { startChildSluice, type ChildServer } from './support/child-server.js';
+import { childApi, streamSequences } from './support/qos1-streams.js';
 import { tempDir, waitFor } from './support/test-server.js';
 
 const ADMIN = 'durability-admin-token';
 const BASE_TS = 1_700_000_000_000;
 
-async function api<T>(server: ChildServer, method: string, route: string, body?: unknown): Promise<T> {
-  const res = await fetch(`http://127.0.0.1:${server.ports.http}${route}`, {
-    method, headers: { authorization: `Bearer ${ADMIN}`, 'content-type': 'application/json' }, body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  if (!res.ok) throw new Error(`${method} ${route}: ${res.status} ${await res.text()}`);
-  return res.json() as Promise<T>;
-}
+const api = <T>(server: ChildServer, method: string, route: string, body?: unknown) => childApi<T>(server, ADMIN, method, route, body);
 
 const readText = (file: string) => { try { return fs.readFileSync(file, 'utf8'); } catch { return ''; } };
 
@@ -44,26 +38,8 @@ describe('storage durability (kill -9, then the WAL is lost)', () => {
     const db = new Database(path.join(dataDir, 'sluice.db'));
     db.pragma('wal_checkpoint(TRUNCATE)');
     db.close();
-    const acked = devices.map(() => new Set<number>());
-    let killed = false;
-    const clients = await Promise.all(devices.map((d) => mqtt.connectAsync(`mqtt://127.0.0.1:${first.ports.mqtt}`, { username: d.token, reconnectPeriod: 0 })));
-    for (const c of clients) c.on('error', () => {});
-    const streams = clients.map((client, d) => {
-      let seq = 0;
-      const lane = async () => {
-        while (!killed) {
-          const n = seq++;
-          try {
-            await client.publishAsync('v1/devices/me/telemetry', JSON.stringify({ ts: BASE_TS + n, values: { seq: n } }), { qos: 1 });
-            acked[d]!.add(n);
-          } catch {
-            return; // the connection went down with the server
-          }
-        }
-      };
-      return Promise.all(Array.from({ length: 8 }, lane));
-    });
-    const total = () => acked.reduce((s, a) => s + a.size, 0);
+    const traffic = await streamSequences(first.ports.mqtt, devices.map((d) => d.token), BASE_TS);
+    const { acked, total } = traffic;
     let second: ChildServer | undefined;
     try {
       await waitFor('2000 acknowledged messages', () => (total() >= 2000 ? true : undefined), 20_000);
@@ -73,9 +49,7 @@ describe('storage durability (kill -9, then the WAL is lost)', () => {
       await changeOf(offsetsFile, readText(offsetsFile), 10_000);
       first.child.kill('SIGKILL');
       await first.exited;
-      killed = true;
-      for (const c of clients) c.end(true);
-      await Promise.race([Promise.all(streams), new Promise((r) => setTimeout(r, 2000))]);
+      await traffic.stop();
       const ackedAtKill = acked.map((a) => [...a]);
       const wal = path.join(dataDir, 'sluice.db-wal');
       expect(fs.existsSync(wal)).toBe(true);
@@ -95,8 +69,7 @@ describe('storage durability (kill -9, then the WAL is lost)', () => {
         expect(missing.length, `device ${d}: ${missing.length} of ${ackedAtKill[d]!.length} acknowledged points missing from SQLite`).toBe(0);
       }
     } finally {
-      killed = true;
-      for (const c of clients) c.end(true);
+      await traffic.stop();
       if (first.child.exitCode === null && first.child.signalCode === null) { first.child.kill('SIGKILL'); await first.exited; }
       if (second) { second.child.kill('SIGTERM'); await second.exited; }
       fs.rmSync(dataDir, { recursive: true, force: true });
