@@ -87,10 +87,15 @@ export const WINDOW_RULES_GROUP = 'rules-windows';
  * the rules with `"input": "windows"` — values are the aggregates, ts the window end, the device
  * the group when it is a device (else a stand-in named after the group), metadata the window.
  */
-export function startWindowRulesConsumer(options: Omit<RulesConsumerOptions, 'afterBatch' | 'startAt'> & { topic: string; afterBatch?: () => void | Promise<void> }): Consumer {
-  const { log, registry, engine, logger, onOffsetReset, topic, afterBatch } = options;
+export function startWindowRulesConsumer(options: Omit<RulesConsumerOptions, 'afterBatch' | 'startAt'> & {
+  topic: string;
+  afterBatch?: () => void | Promise<void>;
+  /** How the group's offsets are committed (by default at once): once what the batches wrote is durable. */
+  commit?: ConsumerOptions['commit'];
+}): Consumer {
+  const { log, registry, engine, logger, onOffsetReset, topic, afterBatch, commit } = options;
   return startConsumer({
-    log, logger, group: WINDOW_RULES_GROUP, topic, onOffsetReset,
+    log, logger, group: WINDOW_RULES_GROUP, topic, onOffsetReset, commit,
     idle: () => !engine.hasEnabledRules('windows'),
     handle(records) {
       const messages: RuleMessage[] = [];

@@ -9,7 +9,7 @@ import type { RecentEntries } from '../telemetry/recent-entries.js';
 import type { RuleSinks } from './message.js';
 import { RuleEngine } from './rule-engine.js';
 import { RuleService } from './rule-service.js';
-import { startRulesConsumer, startWindowRulesConsumer } from './rules-consumer.js';
+import { startRulesConsumer, startWindowRulesConsumer, WINDOW_RULES_GROUP } from './rules-consumer.js';
 import { WebhookSender, type WebhookLimits } from './webhook-sender.js';
 import { RateLimitedLog } from './limit-log.js';
 import { ruleLimits, type RuleLimits } from './rule-limits.js';
@@ -52,7 +52,7 @@ export interface RulesRuntimeOptions {
   log: Log;
   registry: DeviceRegistry;
   /** Where rules' saved values, window results and checkpoints are written (the storage worker). */
-  writes: Pick<StorageWorkerClient, 'writeSaved' | 'writeWindowResult' | 'writeCheckpoint'>;
+  writes: Pick<StorageWorkerClient, 'writeSaved' | 'writeWindowResult' | 'writeCheckpoint' | 'whenDurable'>;
   /** Values of the latest telemetry records as ingest parsed them (the rules group takes them from here). */
   recentEntries?: RecentEntries;
   /** The process's logger: the runtime names its parts' components itself (rules, alarms, alarm-outbox). */
@@ -173,11 +173,18 @@ export function createRulesRuntime(o: RulesRuntimeOptions): RulesRuntime {
       windowConsumer = startWindowRulesConsumer({
         log: o.log, registry: o.registry, engine, logger, topic: WINDOWS_TOPIC, onOffsetReset: o.onWindowsOffsetReset,
         afterBatch: flushSaved,
+        // What a batch saved is committed to SQLite when its handler resolves, durable only at the
+        // worker's next WAL checkpoint: the group's offset waits for that, so a lost WAL is re-read.
+        commit: (partition, nextOffset) => o.writes.whenDurable().then(
+          () => o.log.commit(WINDOW_RULES_GROUP, WINDOWS_TOPIC, partition, nextOffset),
+          (err: unknown) => logger.warn({ err, partition, nextOffset }, 'rules-windows: not committing an offset SQLite did not make durable')),
       });
     },
     caughtUp: async () => {
       await consumer?.caughtUp();
       await windowConsumer?.caughtUp();
+      // The rules-windows commits wait for durability: queued before this, they have landed after it.
+      await o.writes.whenDurable();
     },
     async stop() {
       clearInterval(tick);
