@@ -132,7 +132,7 @@ export function createMetrics(log: Log, logStats?: FileLogStats) {
         },
       });
       new Gauge({
-        name: 'sluice_rule_node_limited', help: 'Times a rule node hit a limit since the rule was (re)loaded: messages failed (eval_budget, window_open_windows, window_groups) or keys forgotten early (dedupe_keys)',
+        name: 'sluice_rule_node_limited', help: 'Times a rule node hit a limit since the rule was (re)loaded: messages failed (eval_budget, window_open_windows, window_groups, device_keys: a save beyond its device key cap) or keys forgotten early (dedupe_keys)',
         labelNames: ['rule', 'node', 'limit'] as const, registers: [registry],
         collect() {
           this.reset();

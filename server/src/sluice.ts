@@ -71,8 +71,10 @@ export async function startSluice(config: Config, logger: Logger, clock: Clock =
   const storageWorker = startStorageWorker(config.dataDir, logger.child({ component: 'storage' }));
   const recentEntries = new RecentEntries(partitions, DEFAULT_RECENT_ENTRIES_PER_PARTITION, telemetryLimits.recentValuesMaxBytes);
   metrics.registerRecentValues(() => ({ bytes: recentEntries.bytes, evicted: recentEntries.evicted }));
+  const deviceKeys = new DeviceTelemetryKeys({ keysOf: (id, limit) => store.seriesKeys(id, limit), hasKey: (id, key) => store.hasSeries(id, key) },
+    telemetryLimits.maxKeysPerDevice);
   const rules = createRulesRuntime({
-    db, rulesDir: config.rulesDir, log, registry, writes: storageWorker, recentEntries, logger, alarmRetry: config.alarmRetry,
+    db, rulesDir: config.rulesDir, log, registry, writes: storageWorker, recentEntries, deviceKeys, logger, alarmRetry: config.alarmRetry,
     limits: config.limits.rules, webhookLimits: config.limits.webhooks, alarmWebhookLimits: config.limits.alarmWebhooks,
     onOffsetReset: (partition) => metrics.consumerOffsetResets.inc({ group: RULES_GROUP, topic: TELEMETRY_TOPIC, partition }),
     onWindowsOffsetReset: (partition) => metrics.consumerOffsetResets.inc({ group: WINDOW_RULES_GROUP, topic: WINDOWS_TOPIC, partition }),
@@ -80,8 +82,6 @@ export async function startSluice(config: Config, logger: Logger, clock: Clock =
   rules.service.loadAll();
   metrics.registerRuleStats(() => rules.engine.allStats(), rules.webhooks.stats, rules.alarmOutboxStats);
   const rejected = new RejectedMessages(undefined, rejectedLimits);
-  const deviceKeys = new DeviceTelemetryKeys({ keysOf: (id, limit) => store.seriesKeys(id, limit), hasKey: (id, key) => store.hasSeries(id, key) },
-    telemetryLimits.maxKeysPerDevice);
   const deviceAttributes = new DeviceTelemetryKeys({ keysOf: (id, limit) => store.attributeKeys(id, limit), hasKey: (id, key) => store.hasAttribute(id, key) },
     telemetryLimits.maxAttributesPerDevice, undefined, 'client attributes');
   registry.on('deleted', (device) => { deviceKeys.forget(device.id); deviceAttributes.forget(device.id); });

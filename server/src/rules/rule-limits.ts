@@ -56,7 +56,7 @@ export function ruleLimits(overrides: Partial<RuleLimits> = {}): Readonly<RuleLi
 }
 
 /** The names limits are counted under, in node stats (`limited`) and the metric's `limit` label. */
-export type RuleLimitName = 'eval_budget' | 'window_open_windows' | 'window_groups' | 'dedupe_keys';
+export type RuleLimitName = 'eval_budget' | 'window_open_windows' | 'window_groups' | 'dedupe_keys' | 'device_keys';
 
 /**
  * A message went beyond a limit in one node: it fails there (the rule engine counts it as an

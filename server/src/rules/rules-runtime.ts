@@ -12,7 +12,8 @@ import { RuleService } from './rule-service.js';
 import { startRulesConsumer, startWindowRulesConsumer, WINDOW_RULES_GROUP } from './rules-consumer.js';
 import { WebhookSender, type WebhookLimits } from './webhook-sender.js';
 import { RateLimitedLog } from './limit-log.js';
-import { ruleLimits, type RuleLimits } from './rule-limits.js';
+import { RuleLimitError, ruleLimits, type RuleLimits } from './rule-limits.js';
+import type { DeviceTelemetryKeys } from '../ingest/device-telemetry-keys.js';
 import { WindowEngine } from '../windows/window-engine.js';
 import { WindowStore, type StoredWindowResult } from '../windows/window-store.js';
 import { WindowCheckpoint } from '../windows/window-checkpoint.js';
@@ -55,6 +56,8 @@ export interface RulesRuntimeOptions {
   writes: Pick<StorageWorkerClient, 'writeSaved' | 'writeWindowResult' | 'writeCheckpoint' | 'whenDurable'>;
   /** Values of the latest telemetry records as ingest parsed them (the rules group takes them from here). */
   recentEntries?: RecentEntries;
+  /** The cap on distinct telemetry keys per device, which values `save` nodes store are held to as well as devices' own. */
+  deviceKeys?: DeviceTelemetryKeys;
   /** The process's logger: the runtime names its parts' components itself (rules, alarms, alarm-outbox). */
   logger: Logger;
   onOffsetReset?: (partition: number) => void;
@@ -133,7 +136,12 @@ export function createRulesRuntime(o: RulesRuntimeOptions): RulesRuntime {
   tick.unref();
   const sinks: RuleSinks = {
     save(deviceId, ts, values) {
-      saved.telemetry.push({ deviceId, entries: [{ ts, values }] });
+      const entries = [{ ts, values }];
+      // A save that would give the device keys beyond its cap fails in its node (counted under
+      // `device_keys`), as a device's own message would be rejected: each key is a series of its own.
+      const refused = o.deviceKeys?.admit(deviceId, entries);
+      if (refused !== undefined) throw new RuleLimitError('device_keys', `save: ${refused}`);
+      saved.telemetry.push({ deviceId, entries });
     },
     republish: (topic, payload, qos, retain) => publish(topic, payload, qos, retain),
     webhook: (request) => webhooks.send(request),
