@@ -129,6 +129,23 @@ export const migrations: string[] = [
      last_error TEXT
    );
    CREATE INDEX alarm_outbox_due ON alarm_outbox (next_at) WHERE delivered_at IS NULL;`,
+  // Alarm notifications in order, per alarm (issue 17): `seq` numbers an alarm's notifications
+  // 1, 2, 3… (existing rows in the order they were written); `head` marks the oldest one not yet
+  // delivered, the only one of its alarm that may be sent. The due query reads heads only, per URL
+  // (alarm_outbox_heads), so a long backlog behind a head costs nothing until its turn;
+  // alarm_outbox_queued finds an alarm's next notification and counts the pending ones.
+  `ALTER TABLE alarm_outbox ADD COLUMN seq INTEGER NOT NULL DEFAULT 0;
+   ALTER TABLE alarm_outbox ADD COLUMN head INTEGER NOT NULL DEFAULT 0;
+   UPDATE alarm_outbox SET seq = numbered.n
+     FROM (SELECT rowid AS r, row_number() OVER (PARTITION BY alarm_id ORDER BY rowid) AS n FROM alarm_outbox) AS numbered
+     WHERE alarm_outbox.rowid = numbered.r;
+   CREATE UNIQUE INDEX alarm_outbox_order ON alarm_outbox (alarm_id, seq);
+   CREATE INDEX alarm_outbox_queued ON alarm_outbox (alarm_id, seq) WHERE delivered_at IS NULL;
+   DROP INDEX alarm_outbox_due;
+   UPDATE alarm_outbox SET head = 1 WHERE delivered_at IS NULL
+     AND seq = (SELECT min(seq) FROM alarm_outbox earlier WHERE earlier.alarm_id = alarm_outbox.alarm_id AND earlier.delivered_at IS NULL);
+   UPDATE alarm_outbox SET payload = json_set(payload, '$.seq', seq) WHERE delivered_at IS NULL;
+   CREATE INDEX alarm_outbox_heads ON alarm_outbox (url, next_at) WHERE delivered_at IS NULL AND head = 1;`,
 ];
 
 export function openDatabase(dataDir: string): Db {
