@@ -108,10 +108,13 @@ describe('rule nodes', () => {
       { id: 'p', type: 'republish', topic: 'rules/{deviceType}/{deviceName}/{deviceId}' },
       { id: 'w', type: 'webhook', url: 'http://127.0.0.1:9/hook' },
       { id: 'l', type: 'log', level: 'warn', message: 'seen' },
-    ] }, [msg({ a: 1 })]);
+    ] }, [msg({ a: 1 }), { ...msg({ a: 2 }), partition: 3, offset: 17, entry: 2 }]);
     expect(published[0]!.topic).toBe('rules/room-sensor/room-1/dev-1');
-    expect(JSON.parse(published[0]!.payload)).toEqual({ deviceId: 'dev-1', ts: 1000, values: { a: 1 }, metadata: {} });
-    expect(JSON.parse(webhooks[0]!.body)).toMatchObject({ deviceId: 'dev-1', values: { a: 1 } });
+    // key: the rule, the node, the input topic and the message's place in it (partition-offset-entry).
+    expect(JSON.parse(published[0]!.payload)).toEqual({ deviceId: 'dev-1', ts: 1000, values: { a: 1 }, metadata: {}, key: 'r/p/telemetry/0-0-0' });
+    expect(JSON.parse(published[1]!.payload)).toMatchObject({ values: { a: 2 }, key: 'r/p/telemetry/3-17-2' });
+    expect(JSON.parse(webhooks[0]!.body)).toMatchObject({ deviceId: 'dev-1', values: { a: 1 }, key: 'r/w/telemetry/0-0-0' });
+    expect(JSON.parse(webhooks[1]!.body)).toMatchObject({ key: 'r/w/telemetry/3-17-2' });
     expect(logged[0]).toMatchObject({ level: 'warn', text: 'seen' });
   });
 
