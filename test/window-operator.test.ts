@@ -109,6 +109,72 @@ describe('window operator', () => {
     expect(merged.values.count).toBe(4);
   });
 
+  it('merges sessions that only touch: events exactly one gap apart are one session', () => {
+    const { results, send } = operator({ window: { kind: 'session', gap: 5 }, outOfOrdernessMs: 15 });
+    send(0, 1);
+    send(5, 1); // [5, 10) touches [0, 5)
+    send(20, 1); // watermark 5; [20, 25) does not touch [10, 15) below
+    send(10, 1); // out of order: touches [0, 10) at its end
+    send(100, 1);
+    expect(finals(results).map((r) => [r.start, r.end, r.values.count])).toEqual([[0, 15, 3], [20, 25, 1]]);
+  });
+
+  it('supersedes the old start when a late event moves a session that already went out to an earlier start', () => {
+    const { results, send } = operator({ window: { kind: 'session', gap: 5 }, allowedLatenessMs: 100 });
+    send(10, 1); // [10, 15)
+    send(16, 1); // watermark 16: [10, 15) fires; [16, 21) open
+    send(12, 1); // late: bridges both into [10, 21), not complete yet
+    send(6, 1); // [6, 11): the merged session now starts at 6
+    send(40, 1);
+    const merged = finals(results).find((r) => r.start === 6)!;
+    expect(merged).toMatchObject({ start: 6, end: 21, update: true, replaces: [10] });
+    expect(merged.values.count).toBe(4);
+  });
+
+  it('supersedes an early result whose session later starts earlier', () => {
+    const { results, send } = operator({ window: { kind: 'session', gap: 5 }, outOfOrdernessMs: 5, earlyEveryMs: 1000 });
+    send(10, 1, 'g', 0, 0); // an early result of [10, 15)
+    expect(results.map((r) => [r.start, r.final])).toEqual([[10, false]]);
+    send(7, 1, 'g', 0, 1); // in bound: the session is [7, 15) now
+    send(100, 1, 'g', 0, 2);
+    expect(finals(results)[0]).toMatchObject({ start: 7, end: 15, update: false, replaces: [10] });
+  });
+
+  it('takes an event behind the watermark into the open session it touches instead of calling it late', () => {
+    const { results, late, send } = operator({ window: { kind: 'session', gap: 5 }, outOfOrdernessMs: 5 });
+    send(10, 1); // [10, 15)
+    send(19, 1); // watermark 14; [19, 24)
+    send(9, 1); // [9, 14) ends at the watermark, but touches the open [10, 15)
+    send(100, 1);
+    expect(late).toEqual([]);
+    expect(finals(results).map((r) => [r.start, r.end, r.values.count])).toEqual([[9, 15, 2], [19, 24, 1]]);
+  });
+
+  it('lists a superseded start once, in the result that supersedes it', () => {
+    const { results, send } = operator({ window: { kind: 'session', gap: 5 }, allowedLatenessMs: 100 });
+    send(0, 1);
+    send(2, 1);
+    send(10, 1);
+    send(30, 1); // [0, 7) and [10, 15) fire
+    send(6, 1); // bridges them: [0, 15) replaces [10]
+    send(3, 1); // updates [0, 15) again
+    expect(finals(results).slice(-2).map((r) => [r.start, r.end, r.values.count, r.replaces])).toEqual([[0, 15, 4, [10]], [0, 15, 5, undefined]]);
+  });
+
+  it('bounds what a session remembers to supersede: no early results while 100 superseded starts wait', () => {
+    const { results, send } = operator({ window: { kind: 'session', gap: 5 }, outOfOrdernessMs: 1_000_000, earlyEveryMs: 1 });
+    send(10_000, 1, 'g', 0, 0);
+    // Each event moves the session's start earlier, after an early result under the last start.
+    for (let i = 1; i <= 300; i++) send(10_000 - i * 5, 1, 'g', 0, i);
+    send(2_000_000, 1, 'g', 0, 301);
+    const final = finals(results).find((r) => r.group === 'g' && r.start === 10_000 - 300 * 5)!;
+    expect(final.values.count).toBe(301);
+    expect(final.replaces!.length).toBeLessThanOrEqual(100);
+    // Every start an early result went out under is superseded: none is left behind.
+    const earlyStarts = new Set(results.filter((r) => !r.final && r.start <= 10_000).map((r) => r.start));
+    expect([...earlyStarts].filter((s) => s !== final.start && !final.replaces!.includes(s))).toEqual([]);
+  });
+
   it('emits early, partial results of open windows when asked', () => {
     const { op, results, send } = operator({ window: { kind: 'tumbling', size: 3_600_000 }, earlyEveryMs: 1000 });
     send(1, 5, 'g', 0, 0);

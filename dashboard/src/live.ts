@@ -2,7 +2,8 @@ import { io, type Socket } from 'socket.io-client';
 import { token } from './api.js';
 
 export interface Telemetry { deviceId: string; ts: number; values: Record<string, unknown> }
-export interface WindowResult { rule: string; node: string; group: string; start: number; end: number; values: Record<string, number | null>; final: boolean }
+/** `replaces`: starts of earlier results of the same rule, node and group this one supersedes (merged session windows). */
+export interface WindowResult { rule: string; node: string; group: string; start: number; end: number; values: Record<string, number | null>; final: boolean; replaces?: number[] }
 export interface Alarm { id: string; type: string; originator: string; rule: string; severity: string; status: string; startTs: number; lastTs: number; ackTs: number | null; clearTs: number | null; count: number; details: Record<string, unknown> }
 export interface Stats { ts: number; ingestRate: number; lag: number }
 

@@ -1,6 +1,7 @@
 import uPlot from 'uplot';
 import { api, esc, fmt } from '../api.js';
 import { throttled, type Live } from '../live.js';
+import { WindowPoints } from '../window-points.js';
 
 type Series = Record<string, { ts: number; value: unknown }[]>;
 
@@ -16,7 +17,7 @@ export async function deviceView(root: HTMLElement, live: Live, id: string): Pro
       <select id="range">${Object.keys(RANGES).map((r) => `<option${r === '1 h' ? ' selected' : ''}>${r}</option>`).join('')}</select></div>
     <div class="panel" id="latest"></div>
     <div class="charts" id="charts"></div>`;
-  const charts = new Map<string, { plot: uPlot; ts: number[]; values: number[]; windowTs: number[]; windowValues: (number | null)[] }>();
+  const charts = new Map<string, { plot: uPlot; ts: number[]; values: number[]; windows: WindowPoints }>();
   const latestEl = root.querySelector<HTMLElement>('#latest')!;
   const latest: Record<string, unknown> = {};
 
@@ -33,16 +34,16 @@ export async function deviceView(root: HTMLElement, live: Live, id: string): Pro
       series: [{}, { label: key, stroke: '#38bdf8', width: 1.5 }, { label: 'window avg', stroke: '#f97316', width: 2, points: { show: true } }],
       axes: [{ stroke: '#8b9bb4', grid: { stroke: '#24314a' } }, { stroke: '#8b9bb4', grid: { stroke: '#24314a' } }],
     }, [[], [], []], el);
-    c = { plot, ts: [], values: [], windowTs: [], windowValues: [] };
+    c = { plot, ts: [], values: [], windows: new WindowPoints(MAX_POINTS) };
     charts.set(key, c);
     return c;
   };
   const draw = () => {
     for (const c of charts.values()) {
       // Window results and raw points share the x axis: merge by time.
-      const xs = [...new Set([...c.ts, ...c.windowTs])].sort((a, b) => a - b);
+      const win = c.windows.byEnd();
+      const xs = [...new Set([...c.ts, ...win.keys()])].sort((a, b) => a - b);
       const raw = new Map(c.ts.map((t, i) => [t, c.values[i]!]));
-      const win = new Map(c.windowTs.map((t, i) => [t, c.windowValues[i]!]));
       c.plot.setData([xs.map((t) => t / 1000), xs.map((t) => raw.get(t) ?? null), xs.map((t) => win.get(t) ?? null)] as uPlot.AlignedData);
     }
     latestEl.innerHTML = Object.entries(latest).map(([k, v]) => `<span class="dim">${esc(k)}</span> <b data-latest="${esc(k)}">${esc(fmt(v))}</b>`).join(' &nbsp; ') || '<span class="dim">no data yet</span>';
@@ -79,13 +80,10 @@ export async function deviceView(root: HTMLElement, live: Live, id: string): Pro
   });
   const offWindow = live.on('window', (w) => {
     if (w.group !== id) return;
-    for (const [name, v] of Object.entries(w.values)) {
-      const key = name.replace(/^(avg|min|max|sum|last|first|p50|p90|p95|p99)_/, '');
-      const c = charts.get(key);
-      if (!c || v === null) continue;
-      c.windowTs.push(w.end);
-      c.windowValues.push(v);
-    }
+    const valueFor = new Map<string, number | null>();
+    for (const [name, v] of Object.entries(w.values)) valueFor.set(name.replace(/^(avg|min|max|sum|last|first|p50|p90|p95|p99)_/, ''), v);
+    // Every chart takes it: a merged session's `replaces` removes the sessions it absorbed everywhere.
+    for (const [key, c] of charts) c.windows.take(w, valueFor.get(key) ?? null);
     redraw.mark();
   });
   const offReconnect = live.on('reconnect', () => void load());

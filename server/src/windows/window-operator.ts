@@ -2,6 +2,13 @@ import { addValue, emptyStats, isPercentile, mergeStats, newDigest, result, type
 import { MinHeap } from './min-heap.js';
 import { DEFAULT_MAX_WINDOW_GROUPS, RuleLimitError } from '../rules/rule-limits.js';
 
+/**
+ * A session whose start moved earlier after early results went out remembers each start they went
+ * out under, to supersede with its final result. Past this many it gets no more early results
+ * until it fires, so a device sending ever earlier events cannot grow the list without bound.
+ */
+const MAX_PENDING_REPLACED = 100;
+
 export type WindowKind =
   | { kind: 'tumbling'; size: number }
   | { kind: 'sliding'; size: number; slide: number }
@@ -50,7 +57,11 @@ export interface WindowResult {
   final: boolean;
   /** true when a late event changed a result already emitted. */
   update: boolean;
-  /** Session windows: starts of earlier results this one absorbed (a late event bridged them). */
+  /**
+   * Session windows, final results only: the starts of earlier results (final or early, same rule
+   * and group) this one supersedes — a late event bridged their sessions into this one, or moved
+   * this session's start earlier. Their events are counted here now: consumers drop those results.
+   */
   replaces?: number[];
 }
 
@@ -77,7 +88,13 @@ export interface WindowState {
   fired: boolean;
   /** A final result already went out for this window, or for a session it absorbed. */
   emitted?: boolean;
-  /** Sessions: starts of emitted sessions this one absorbed. */
+  /** Sessions: a result (early or final) went out under the current start. */
+  shown?: boolean;
+  /**
+   * Sessions: starts under which results (early or final) went out that this session supersedes —
+   * sessions it absorbed, or itself before a late event moved its start earlier. Sent with its
+   * next final result, then forgotten (so the list stays as short as the merges since).
+   */
   replaces?: number[];
   /** Merged into another session: its queue entries are to be skipped. */
   dead?: boolean;
@@ -210,7 +227,9 @@ export class WindowOperator {
     }
     if (this.spec.earlyEveryMs > 0 && now - this.lastEarlyAt >= this.spec.earlyEveryMs) {
       this.lastEarlyAt = now;
-      for (const [group, windows] of this.groups) for (const w of windows) if (!w.fired) this.emitWindow(group, w, false, false);
+      for (const [group, windows] of this.groups) {
+        for (const w of windows) if (!w.fired && (w.replaces?.length ?? 0) < MAX_PENDING_REPLACED) this.emitWindow(group, w, false, false);
+      }
     }
   }
 
@@ -248,21 +267,27 @@ export class WindowOperator {
     const gap = (this.spec.window as { gap: number }).gap;
     let start = event.ts;
     let end = event.ts + gap;
-    if (end + this.spec.allowedLatenessMs <= this.currentWatermark) {
+    const sessions = this.groups.get(event.group) ?? [];
+    // An event at t keeps its session open until t + gap, and one at exactly t + gap still belongs
+    // to it: sessions that touch are one (rules/README.md; so in Flink and Kafka Streams).
+    const touches = (s: WindowState) => s.start <= end && start <= s.end;
+    let touching = -1;
+    let count = 0;
+    for (let i = 0; i < sessions.length; i++) if (touches(sessions[i]!)) { touching = i; count++; }
+    // Late only when it is past the lateness on its own and touches no session still kept: a
+    // session it touches takes it in (Flink merges first, then asks whether the result is late).
+    if (count === 0 && end + this.spec.allowedLatenessMs <= this.currentWatermark) {
       this.late({ rule: this.spec.rule, group: event.group, ts: event.ts, watermark: this.currentWatermark });
       return;
     }
-    const sessions = this.groups.get(event.group) ?? [];
     // The common case: the event extends the one open session it touches, in place.
-    let touching = -1;
-    let touches = 0;
-    for (let i = 0; i < sessions.length; i++) {
-      const s = sessions[i]!;
-      if (s.start < end && start < s.end) { touching = i; touches++; }
-    }
-    if (touches === 1 && !sessions[touching]!.fired) {
+    if (count === 1 && !sessions[touching]!.fired) {
       const s = sessions[touching]!;
-      if (start < s.start) s.start = start;
+      if (start < s.start) {
+        // What went out under the old start is superseded by what will go out under the new one.
+        if (s.shown) { s.replaces = [...(s.replaces ?? []), s.start]; s.shown = false; }
+        s.start = start;
+      }
       this.add(s, event);
       if (end > s.end) {
         s.end = end;
@@ -272,7 +297,7 @@ export class WindowOperator {
     }
     const merged: WindowState[] = [];
     const kept: WindowState[] = [];
-    for (const s of sessions) (s.start < end && start < s.end ? merged : kept).push(s);
+    for (const s of sessions) (touches(s) ? merged : kept).push(s);
     // Check the limits before anything changes: the merged sessions give their places back.
     this.open -= merged.length;
     try {
@@ -283,16 +308,23 @@ export class WindowOperator {
     }
     const stats = this.newStats();
     let wasFired = false;
-    const replaces: number[] = [];
+    const shownStarts = new Set<number>();
     for (const s of merged) {
       s.dead = true;
       start = Math.min(start, s.start);
       end = Math.max(end, s.end);
       s.stats.forEach((st, i) => mergeStats(stats[i]!, st));
-      if (s.fired || s.emitted) { wasFired = true; replaces.push(s.start, ...(s.replaces ?? [])); }
+      if (s.fired || s.emitted) wasFired = true;
+      // A fired session was shown (`shown` is absent from checkpoints of older versions).
+      if (s.shown || s.fired) shownStarts.add(s.start);
+      for (const r of s.replaces ?? []) shownStarts.add(r);
     }
-    const absorbed = replaces.filter((s) => s !== start);
-    const session: WindowState = { group: event.group, start, end, stats, fired: false, emitted: wasFired, ...(absorbed.length > 0 ? { replaces: absorbed } : {}) };
+    const shown = shownStarts.delete(start);
+    const absorbed = [...shownStarts].sort((a, b) => a - b);
+    const session: WindowState = {
+      group: event.group, start, end, stats, fired: false, emitted: wasFired,
+      ...(shown ? { shown } : {}), ...(absorbed.length > 0 ? { replaces: absorbed } : {}),
+    };
     this.add(session, event);
     this.schedule(session);
     kept.push(session);
@@ -378,7 +410,12 @@ export class WindowOperator {
   private emitWindow(group: string, w: WindowState, final: boolean, update: boolean): void {
     const values: Record<string, number | null> = {};
     this.spec.aggregates.forEach((a, i) => { values[a.name] = result(w.stats[i]!, a.op); });
-    this.emit({ rule: this.spec.rule, group, start: w.start, end: w.end, values, final, update, ...(final && w.replaces ? { replaces: w.replaces } : {}) });
+    // A final result takes the superseded starts downstream once; early ones never do (a partial
+    // result must not take the place of final ones).
+    const replaces = final ? w.replaces : undefined;
+    if (replaces) delete w.replaces;
+    if (this.spec.window.kind === 'session') w.shown = true;
+    this.emit({ rule: this.spec.rule, group, start: w.start, end: w.end, values, final, update, ...(replaces ? { replaces } : {}) });
   }
 }
 
