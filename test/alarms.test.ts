@@ -4,7 +4,7 @@ import { io as connectSocket } from 'socket.io-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TestServer, tempDir, waitFor, type CreatedDevice } from './support/test-server.js';
 
-type Alarm = { id: string; type: string; originator: string; severity: string; status: string; count: number; startTs: number; lastTs: number; ackTs: number | null; clearTs: number | null; details: { values: Record<string, number> } };
+type Alarm = { id: string; type: string; originator: string; severity: string; status: string; count: number; startTs: number; lastTs: number; ackTs: number | null; clearTs: number | null; details: { values: Record<string, number> }; change?: string };
 
 const alarmRule = (id: string, alarm: Record<string, unknown>, types = ['thermo']) => ({ id, devices: { types }, nodes: [{ id: 'a', type: 'alarm', alarm }] });
 
@@ -45,9 +45,14 @@ describe('alarms', () => {
       expect(alarms.map((a) => a.status)).toEqual(['ACTIVE_UNACK', 'CLEARED_UNACK']);
       await waitFor('the notifications', () => (published.length >= 4 && pushed.length >= 5 ? true : undefined));
       expect(published.map((p) => p.change)).toEqual(['created', 'escalated', 'cleared', 'created']);
-      expect(pushed.map((a) => [a.status, a.severity, a.count])).toEqual([
-        ['ACTIVE_UNACK', 'MAJOR', 1], ['ACTIVE_UNACK', 'MAJOR', 2], ['ACTIVE_UNACK', 'CRITICAL', 3], ['CLEARED_UNACK', 'CRITICAL', 3], ['ACTIVE_UNACK', 'MAJOR', 1],
+      // Each socket.io event is the alarm after the change, and says what changed.
+      expect(pushed.map((a) => [a.change, a.status, a.severity, a.count])).toEqual([
+        ['created', 'ACTIVE_UNACK', 'MAJOR', 1], ['updated', 'ACTIVE_UNACK', 'MAJOR', 2], ['escalated', 'ACTIVE_UNACK', 'CRITICAL', 3],
+        ['cleared', 'CLEARED_UNACK', 'CRITICAL', 3], ['created', 'ACTIVE_UNACK', 'MAJOR', 1],
       ]);
+      await server.json('POST', `/api/alarms/${alarms[0]!.id}/ack`);
+      const acked = await waitFor('the acknowledged event', () => pushed.find((a) => a.change === 'acknowledged'));
+      expect(acked).toMatchObject({ id: alarms[0]!.id, status: 'ACTIVE_ACK' });
     } finally {
       socket.close();
       listener.end(true);
@@ -96,6 +101,49 @@ describe('alarms', () => {
     expect(alarm.details.values.avg_t).toBeCloseTo(33, 9);
   });
 
+  it('refuses conditions that are not true or false (a string create would never raise), naming the field', async () => {
+    for (const [alarm, field, type] of [
+      [{ create: '"hot"' }, 'create', 'string'],
+      [{ create: 'values.t > 30', clear: 'values.t < 28 ? "yes" : "no"' }, 'clear', 'string'],
+      [{ create: 'values.t > 30', escalate: [{ if: 'ts', severity: 'CRITICAL' }] }, 'escalate[0].if', 'double'],
+    ] as const) {
+      const res = await server.api('POST', '/api/rules', alarmRule('not-a-condition', { type: 'X', severity: 'MAJOR', ...alarm }));
+      expect(res.status).toBe(400);
+      expect(((await res.json()) as { error: string }).error)
+        .toBe(`rule "not-a-condition", node "a" (nodes[0].alarm.${field}): must be a condition (true or false), but its type is ${type}`);
+    }
+  });
+
+  it('escalates to the highest severity whose condition holds, whatever the order of the entries', async () => {
+    const device = await server.createDevice('escalating', { type: 'thermo5' });
+    await server.json('POST', '/api/rules', alarmRule('weakest-first', { type: 'Heat', severity: 'MINOR', create: 'values.t > 30',
+      escalate: [{ if: 'values.t > 40', severity: 'MAJOR' }, { if: 'values.t > 50', severity: 'CRITICAL' }] }, ['thermo5']));
+    await post(server, device, [[1000, 55]]);
+    expect(await server.json<Alarm[]>('GET', `/api/alarms?device=${device.id}`)).toMatchObject([{ severity: 'CRITICAL' }]);
+  });
+
+  it('ends the streak of an alarm an operator clears (as ThingsBoard): the next alarm needs its `times` again', async () => {
+    const device = await server.createDevice('cleared-by-hand', { type: 'thermo6' });
+    await server.json('POST', '/api/rules', alarmRule('twice', { type: 'Twice', severity: 'MINOR', create: 'values.t > 30', times: 2 }, ['thermo6']));
+    await post(server, device, [[1000, 31], [2000, 32]]);
+    const [raised] = await server.json<Alarm[]>('GET', `/api/alarms?device=${device.id}`);
+    await server.json('POST', `/api/alarms/${raised!.id}/clear`);
+    await post(server, device, [[3000, 33]]);
+    expect((await server.json<Alarm[]>('GET', `/api/alarms?device=${device.id}`)).map((a) => a.status)).toEqual(['CLEARED_UNACK']);
+    await post(server, device, [[4000, 34]]);
+    expect((await server.json<Alarm[]>('GET', `/api/alarms?device=${device.id}`)).map((a) => [a.status, a.startTs])).toEqual([['ACTIVE_UNACK', 4000], ['CLEARED_UNACK', 2000]]);
+  });
+
+  it('takes each window once: a late update of a window does not count as another occurrence', async () => {
+    const device = await server.createDevice('late-windows', { type: 'thermo7' });
+    await server.json('POST', '/api/rules', { id: 'avg-late', devices: { types: ['thermo7'] }, nodes: [{ id: 'w', type: 'window', window: { kind: 'tumbling', size: '10s', fields: ['t'], ops: ['avg'], outOfOrderness: '0s', allowedLateness: '1m' } }] });
+    await server.json('POST', '/api/rules', { id: 'avg-twice', input: 'windows', devices: { types: ['thermo7'] }, nodes: [{ id: 'a', type: 'alarm', alarm: { type: 'AvgTwice', severity: 'MAJOR', create: 'values.avg_t > 30.0', times: 2 } }] });
+    // [0, 10 s) is hot and final at 11 s; the late 2 s updates it; [10 s, 20 s) is hot and final at 21 s: the second window.
+    await post(server, device, [[1000, 35], [11_000, 35], [2000, 36], [21_000, 20]]);
+    const alarm = await waitFor('the alarm on the second window', async () => (await server.json<Alarm[]>('GET', `/api/alarms?device=${device.id}`))[0]);
+    expect(alarm).toMatchObject({ type: 'AvgTwice', startTs: 20_000, count: 1 });
+  });
+
   it('refuses an alarm node without its required settings, naming the node and field', async () => {
     const res = await server.api('POST', '/api/rules', alarmRule('bad-alarm', { type: 'X', create: 'values.t > 1' }));
     expect(res.status).toBe(400);
@@ -106,20 +154,22 @@ describe('alarms', () => {
 });
 
 describe('alarm conditions and notifications across restarts and outages', () => {
-  it('remembers a duration condition that was counting across a restart', async () => {
+  it('remembers a duration condition that was counting across a restart; the alarm starts when the duration was met', async () => {
     const dataDir = tempDir();
     const first = await TestServer.start({ dataDir });
     const device = await first.createDevice('slow-heat', { type: 'thermo' });
     await first.json('POST', '/api/rules', alarmRule('held', { type: 'Held', severity: 'MAJOR', create: 'values.t > 30', for: '60s' }));
-    await post(first, device, [[0, 31], [30_000, 32]]);
+    // Held since 50 s ago: met 10 s from now, on the server's clock too.
+    const since = Date.now() - 50_000;
+    await post(first, device, [[since, 31], [since + 30_000, 32]]);
     expect(await first.json<Alarm[]>('GET', '/api/alarms')).toEqual([]);
     await first.stop();
     const second = await TestServer.start({ dataDir });
     try {
-      await post(second, device, [[61_000, 33]]);
+      await post(second, device, [[since + 61_000, 33]]);
       const alarms = await second.json<Alarm[]>('GET', '/api/alarms');
       expect(alarms).toHaveLength(1);
-      expect(alarms[0]).toMatchObject({ type: 'Held', startTs: 61_000 });
+      expect(alarms[0]).toMatchObject({ type: 'Held', startTs: since + 60_000 });
     } finally {
       await second.stop();
     }

@@ -75,7 +75,7 @@ export async function startSluice(config: Config, logger: Logger, clock: Clock =
     telemetryLimits.maxKeysPerDevice);
   const rules = createRulesRuntime({
     db, rulesDir: config.rulesDir, log, registry, writes: storageWorker, recentEntries, deviceKeys, logger, alarmRetry: config.alarmRetry,
-    limits: config.limits.rules, webhookLimits: config.limits.webhooks, alarmWebhookLimits: config.limits.alarmWebhooks,
+    limits: config.limits.rules, webhookLimits: config.limits.webhooks, alarmWebhookLimits: config.limits.alarmWebhooks, clock,
     onOffsetReset: (partition) => metrics.consumerOffsetResets.inc({ group: RULES_GROUP, topic: TELEMETRY_TOPIC, partition }),
     onWindowsOffsetReset: (partition) => metrics.consumerOffsetResets.inc({ group: WINDOW_RULES_GROUP, topic: WINDOWS_TOPIC, partition }),
   });
@@ -108,7 +108,8 @@ export async function startSluice(config: Config, logger: Logger, clock: Clock =
     if (rulesWant.wants(device)) recentEntries.put(appended.partition, appended.offset, parsed.entries, payloadBytes, parsed.keys);
     realtime.publishTelemetry(device.id, parsed.entries);
   });
-  rules.onAlarm((alarm) => realtime.publishAlarm(publicAlarm(alarm)));
+  // The alarm after the change, and what the change was (created, updated, escalated, acknowledged, cleared).
+  rules.onAlarm((alarm, change) => realtime.publishAlarm({ ...publicAlarm(alarm), change }));
 
   const storage = startStorageConsumer({
     log, worker: storageWorker, logger: logger.child({ component: 'storage' }),

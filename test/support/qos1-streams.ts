@@ -1,5 +1,6 @@
 import mqtt from 'mqtt';
 import type { ChildServer } from './child-server.js';
+import { waitFor } from './test-server.js';
 
 /**
  * QoS 1 telemetry from each device in `lanes` parallel streams, numbered from 0 (`{"ts": baseTs + n,
@@ -48,4 +49,13 @@ export async function childApi<T>(server: ChildServer, adminToken: string, metho
   });
   if (!res.ok) throw new Error(`${method} ${route}: ${res.status} ${await res.text()}`);
   return res.json() as Promise<T>;
+}
+
+/** Waits until a child server's rules groups (`rules`, `rules-windows`) have handled everything in the log now. */
+export async function childRulesCaughtUp(server: ChildServer, adminToken: string, timeoutMs = 15_000): Promise<void> {
+  await waitFor('the rules groups to catch up', async () => {
+    const log = await childApi<{ groups: { name: string; partitions: { lag: number }[] }[] }>(server, adminToken, 'GET', '/api/log');
+    const rules = log.groups.filter((g) => g.name === 'rules' || g.name === 'rules-windows');
+    return rules.length > 0 && rules.every((g) => g.partitions.every((p) => p.lag === 0)) ? true : undefined;
+  }, timeoutMs);
 }

@@ -45,11 +45,31 @@ interface Row {
 
 const rank = (s: Severity) => severities.length - severities.indexOf(s);
 
+/** The more severe of two. */
+export function higherSeverity(a: Severity, b: Severity): Severity {
+  return rank(b) > rank(a) ? b : a;
+}
+
+/** What raises or updates an alarm: a create condition that holds (alarm-service.ts). */
+export interface AlarmTrigger {
+  type: string;
+  originator: string;
+  rule: string;
+  severity: Severity;
+  /** When the condition was complete (its `times` and `for` met): a new alarm's startTs. */
+  startTs: number;
+  /** The time of the trigger: the message's, or the due time of a `for` raised on the timer. */
+  ts: number;
+  details: Record<string, unknown>;
+  webhook: string | null;
+}
+
 /**
  * Alarms in SQLite and their lifecycle: ACTIVE_UNACK → ACTIVE_ACK (ack) → CLEARED_* (clear), or
  * cleared first and acknowledged after. A trigger while an alarm of the same type is open for the
- * same originator updates it (count, last time, details, severity up) instead of making another;
- * the unique index on open alarms makes a second one impossible even if two writers raced.
+ * same originator updates it (count, last time, details; severity only up, never down, as in
+ * ThingsBoard) instead of making another; the unique index on open alarms makes a second one
+ * impossible even if two writers raced.
  */
 export class AlarmStore {
   private readonly s;
@@ -68,12 +88,12 @@ export class AlarmStore {
   }
 
   /** Raises (or updates) the open alarm of this type for this originator. */
-  trigger(input: { type: string; originator: string; rule: string; severity: Severity; ts: number; details: Record<string, unknown>; webhook: string | null }): { alarm: Alarm; change: AlarmChange } {
+  trigger(input: AlarmTrigger): { alarm: Alarm; change: AlarmChange } {
     const open = this.s.open.get(input.originator, input.type) as Row | undefined;
     if (!open) {
       const alarm: Alarm = {
         id: randomUUID(), type: input.type, originator: input.originator, rule: input.rule, severity: input.severity, status: 'ACTIVE_UNACK',
-        startTs: input.ts, lastTs: input.ts, ackTs: null, clearTs: null, count: 1, details: input.details, webhook: input.webhook,
+        startTs: input.startTs, lastTs: Math.max(input.startTs, input.ts), ackTs: null, clearTs: null, count: 1, details: input.details, webhook: input.webhook,
       };
       this.s.insert.run({ ...alarm, details: JSON.stringify(alarm.details) });
       return { alarm, change: 'created' };

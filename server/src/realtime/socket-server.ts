@@ -20,10 +20,13 @@ export interface RealtimeServer {
   publishTelemetry(deviceId: string, entries: readonly TelemetryEntry[]): void;
   /** Counts stored messages for `stats`. */
   countStored(messages: number): void;
-  /** A window result, as GET /api/windows gives it. */
+  /**
+   * A window result, as GET /api/windows gives it, plus `replaces` on a final result that
+   * supersedes earlier ones (a merged session window): dashboards drop those.
+   */
   publishWindow(result: StoredWindowResult): void;
-  /** An alarm after a change. */
-  publishAlarm(alarm: object): void;
+  /** An alarm after a change, with `change`: what changed (created, updated, escalated, acknowledged, cleared). */
+  publishAlarm(alarm: object & { change: string }): void;
   close(): Promise<void>;
 }
 

@@ -1,5 +1,5 @@
 import { SluiceError, invalidInput } from '../errors.js';
-import { compileExpression, ExpressionError } from './expression.js';
+import { asCondition, compileExpression, ExpressionError } from './expression.js';
 import type { RuleMessage, RuleSinks } from './message.js';
 import { nodeKinds } from './node-registry.js';
 import type { CompileContext, NodeRun } from './node-kind.js';
@@ -64,6 +64,7 @@ export function compileRule(input: unknown, sinks: RuleSinks, options: CompileOp
         limited[limit] = (limited[limit] ?? 0) + 1;
         onLimit?.(doc.id, spec.id, limit, message);
       },
+      input: doc.input ?? 'telemetry',
       expression(source, field) {
         try {
           return compileExpression(source, limits);
@@ -71,6 +72,11 @@ export function compileRule(input: unknown, sinks: RuleSinks, options: CompileOp
           if (err instanceof ExpressionError) throw invalidInput(`${at(field)}: ${err.message}`);
           throw err;
         }
+      },
+      condition(source, field) {
+        const condition = asCondition(ctx.expression(source, field), field);
+        if (typeof condition === 'string') throw invalidInput(`${at(field)}: ${condition}`);
+        return condition;
       },
       indexOf(id, field) {
         const target = index.get(id);

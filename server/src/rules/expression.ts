@@ -12,7 +12,13 @@ import { defaultRuleLimits, type ExpressionLimits } from './rule-limits.js';
  * mixed int/double arithmetic is defined here; comparisons across the two already work in CEL.
  * Every evaluation runs within a budget, and `matches` on RE2 (expression-cost.ts).
  */
-export type Expression = (vars: ExpressionVars) => unknown;
+export type Expression = ((vars: ExpressionVars) => unknown) & {
+  /** The type CEL's checker gives the expression: `bool`, `double`, `string`, …, `dyn` when it depends on the message. */
+  readonly type: string;
+};
+
+/** An expression that is true or false (a `bool`, or a `dyn` checked at each evaluation). */
+export type Condition = (vars: ExpressionVars) => boolean;
 
 export interface ExpressionVars {
   values: Record<string, unknown>;
@@ -56,12 +62,14 @@ environment.registerFunction('max(double, double): double', (a: number, b: numbe
 export function compileExpression(source: string, limits: ExpressionLimits = defaultRuleLimits): Expression {
   const forbidden = FORBIDDEN.exec(source);
   if (forbidden) throw new ExpressionError(`"${forbidden[1]}" may not be used in an expression`);
-  let evaluate: ((vars: Record<string, unknown>) => unknown) & { check(): { valid: boolean; error?: Error }; ast: CelNode };
+  let evaluate: ((vars: Record<string, unknown>) => unknown) & { check(): { valid: boolean; type?: string; error?: Error }; ast: CelNode };
+  let type: string;
   try {
     evaluate = environment.parse(source) as unknown as typeof evaluate;
     // Checked on the very AST that runs, so it is metered after cel-js has settled how each node evaluates.
     const check = evaluate.check();
     if (!check.valid) throw new ExpressionError(firstLine(check.error?.message ?? 'invalid expression'));
+    type = check.type ?? 'dyn';
     meterExpression(evaluate.ast, limits);
   } catch (err) {
     if (err instanceof ExpressionError) throw err;
@@ -72,7 +80,22 @@ export function compileExpression(source: string, limits: ExpressionLimits = def
     throw new ExpressionError(`in its worst case this expression takes about ${worst} evaluation steps, over the budget of ${limits.evalBudget} per evaluation (lists iterated inside each other?)`);
   }
   const budget = limits.evalBudget;
-  return (vars) => fromCel(evaluateMetered(budget, evaluate, vars as unknown as Record<string, unknown>));
+  return Object.assign((vars: ExpressionVars) => fromCel(evaluateMetered(budget, evaluate, vars as unknown as Record<string, unknown>)), { type });
+}
+
+/**
+ * `expression` as a condition, or why it cannot be one: its type must be `bool`, or `dyn` (a
+ * message value such as `values.on`), which must then be a boolean each time — anything else is
+ * an error for that message, saying `field`, not a silent false.
+ */
+export function asCondition(expression: Expression, field: string): Condition | string {
+  if (expression.type === 'bool') return expression as Condition;
+  if (expression.type !== 'dyn') return `must be a condition (true or false), but its type is ${expression.type}`;
+  return (vars) => {
+    const value = expression(vars);
+    if (typeof value !== 'boolean') throw new ExpressionError(`${field} is ${value === null ? 'null' : `of type ${typeof value}`} for this message, not true or false`);
+    return value;
+  };
 }
 
 /**

@@ -13,6 +13,11 @@ export interface RuleMessage {
   /** Where in the log the message came from. */
   offset: number;
   partition: number;
+  /**
+   * Which entry of its record the message is (a payload's array form makes several messages with
+   * one offset): with the offset, its place in the log. Absent: 0, the record's only message.
+   */
+  entry?: number;
 }
 
 export interface RuleDevice {

@@ -1,6 +1,7 @@
-import type { Expression } from './expression.js';
+import type { Condition, Expression } from './expression.js';
 import type { RuleMessage, RuleSinks } from './message.js';
 import type { RuleLimitName, RuleLimits } from './rule-limits.js';
+import type { RuleInput } from './rule-schema.js';
 
 /** A node that sends the message somewhere other than its `next` (switch). */
 export class Route {
@@ -15,6 +16,10 @@ export interface CompileContext {
   nodeId: string;
   /** Compiles an expression of this node; a bad one throws naming `field`. */
   expression(source: string, field: string): Expression;
+  /** Compiles a condition: an expression that type-checks to a boolean (or to a message value); else throws naming `field`. */
+  condition(source: string, field: string): Condition;
+  /** What the rule's messages are: device telemetry or window results. */
+  input: RuleInput;
   /** The index of the node with this id; an unknown id throws naming `field`. */
   indexOf(id: string, field: string): number;
   /** A setting that does not fit (beyond what the schema checks); throws naming `field`. */

@@ -73,8 +73,9 @@ export function toMessages(records: readonly StoredRecord[], registry: DeviceReg
       if (!parsed.ok) continue;
       entries = parsed.entries;
     }
-    for (const entry of entries) {
-      messages.push({ deviceId: device.id, ts: entry.ts, values: entry.values, metadata: {}, device: d, offset: record.offset, partition: record.partition });
+    for (let i = 0; i < entries.length; i++) {
+      const entry = entries[i]!;
+      messages.push({ deviceId: device.id, ts: entry.ts, values: entry.values, metadata: {}, device: d, offset: record.offset, partition: record.partition, entry: i });
     }
   }
   return messages;
@@ -85,7 +86,8 @@ export const WINDOW_RULES_GROUP = 'rules-windows';
 /**
  * The `rules-windows` consumer group: final window results from the `windows` topic run through
  * the rules with `"input": "windows"` — values are the aggregates, ts the window end, the device
- * the group when it is a device (else a stand-in named after the group), metadata the window.
+ * the group when it is a device (else a stand-in named after the group), metadata the window —
+ * with `replaces`, the starts of earlier results this one supersedes (a merged session window).
  */
 export function startWindowRulesConsumer(options: Omit<RulesConsumerOptions, 'afterBatch' | 'startAt'> & {
   topic: string;
@@ -100,7 +102,7 @@ export function startWindowRulesConsumer(options: Omit<RulesConsumerOptions, 'af
     handle(records) {
       const messages: RuleMessage[] = [];
       for (const record of records) {
-        let r: { rule: string; node: string; group: string; start: number; end: number; values: Record<string, number | null>; final: boolean; update?: boolean };
+        let r: { rule: string; node: string; group: string; start: number; end: number; values: Record<string, number | null>; final: boolean; update?: boolean; replaces?: unknown };
         try {
           r = JSON.parse(record.value.toString('utf8')) as typeof r;
         } catch {
@@ -114,11 +116,16 @@ export function startWindowRulesConsumer(options: Omit<RulesConsumerOptions, 'af
         for (const [k, v] of Object.entries(r.values)) if (v !== null) values[k] = v;
         messages.push({
           deviceId: device.id, ts: r.end, values, device, offset: record.offset, partition: record.partition,
-          metadata: { windowRule: r.rule, windowNode: r.node, windowStart: r.start, windowEnd: r.end, update: r.update === true },
+          metadata: { windowRule: r.rule, windowNode: r.node, windowStart: r.start, windowEnd: r.end, update: r.update === true, replaces: replacedStarts(r.replaces) },
         });
       }
       engine.process(messages, 'windows');
       return afterBatch?.();
     },
   });
+}
+
+/** The starts a window record supersedes: its `replaces` when that is a list of times, else none. */
+function replacedStarts(replaces: unknown): number[] {
+  return Array.isArray(replaces) && replaces.every((s) => Number.isSafeInteger(s)) ? replaces as number[] : [];
 }

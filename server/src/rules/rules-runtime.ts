@@ -20,6 +20,8 @@ import { WindowCheckpoint } from '../windows/window-checkpoint.js';
 import { AlarmOutbox, type AlarmWebhookLimits, type OutboxStats } from '../alarms/alarm-outbox.js';
 import { AlarmService, publicAlarm } from '../alarms/alarm-service.js';
 import type { Alarm, AlarmChange } from '../alarms/alarm-store.js';
+import { runningAlarmNode } from '../alarms/alarm-node-spec.js';
+import type { Clock } from '../clock.js';
 import { ALARM_TOPIC_PREFIX } from '../ingest/device-topics.js';
 
 /** The log topic window results are appended to. */
@@ -68,6 +70,8 @@ export interface RulesRuntimeOptions {
   limits?: Partial<RuleLimits>;
   /** Bounds on webhook nodes' calls (webhook-sender.ts); `maxTimeoutMs` is limits.webhookMaxTimeoutMs. */
   webhookLimits?: Partial<Omit<WebhookLimits, 'maxTimeoutMs'>>;
+  /** The server's clock (alarms: when a `for` comes due, operators' ack and clear times); the system's by default. */
+  clock?: Clock;
   /** Bounds on alarm notifications (alarm-outbox.ts). */
   alarmWebhookLimits?: Partial<AlarmWebhookLimits>;
 }
@@ -90,14 +94,23 @@ export function createRulesRuntime(o: RulesRuntimeOptions): RulesRuntime {
   const alarms = new AlarmService(o.db, outbox, {
     changed: (alarm, change) => { for (const l of alarmListeners) l(alarm, change); },
     notify: (alarm, change) => publish(`${ALARM_TOPIC_PREFIX}${alarm.type}`, JSON.stringify({ change, alarm: publicAlarm(alarm) }), 1, false),
-  }, o.logger.child({ component: 'alarms' }));
+  }, o.logger.child({ component: 'alarms' }), {
+    now: o.clock && (() => o.clock!.now()),
+    // What the timer checks a due `for` against: the alarm node as its rule is now.
+    alarmNode: (rule, node) => runningAlarmNode(engine.get(rule), node),
+  });
   let saved: StoredBatch = { telemetry: [], attributes: [] };
   const windowStore = new WindowStore(o.db);
   const windowListeners: ((r: StoredWindowResult) => void)[] = [];
   const windows = new WindowEngine({
     result(r) {
       const slash = r.rule.lastIndexOf('/');
-      const stored: StoredWindowResult = { rule: r.rule.slice(0, slash), node: r.rule.slice(slash + 1), group: r.group, start: r.start, end: r.end, values: r.values, final: r.final };
+      // `replaces`: the starts of results this one supersedes (merged session windows); the store
+      // deletes them, and the live push and the `windows` record carry them for dashboards and rules.
+      const stored: StoredWindowResult = {
+        rule: r.rule.slice(0, slash), node: r.rule.slice(slash + 1), group: r.group, start: r.start, end: r.end, values: r.values, final: r.final,
+        ...(r.replaces ? { replaces: r.replaces } : {}),
+      };
       // Stored by the storage worker; pushed live once it is (so GET /api/windows has it then).
       o.writes.writeWindowResult(r, Date.now()).then(
         () => { for (const l of windowListeners) l(stored); },
@@ -187,6 +200,9 @@ export function createRulesRuntime(o: RulesRuntimeOptions): RulesRuntime {
           () => o.log.commit(WINDOW_RULES_GROUP, WINDOWS_TOPIC, partition, nextOffset),
           (err: unknown) => logger.warn({ err, partition, nextOffset }, 'rules-windows: not committing an offset SQLite did not make durable')),
       });
+      // `for` conditions come due on the timer once the rules have read what the log held at
+      // start: a streak that a message not read yet would end is not raised first.
+      void Promise.all([consumer.caughtUp(), windowConsumer.caughtUp()]).then(() => alarms.startDueChecks());
     },
     caughtUp: async () => {
       await consumer?.caughtUp();
@@ -196,6 +212,7 @@ export function createRulesRuntime(o: RulesRuntimeOptions): RulesRuntime {
     },
     async stop() {
       clearInterval(tick);
+      alarms.stop();
       outbox.stop();
       await consumer?.stop();
       await windowConsumer?.stop();

@@ -146,6 +146,31 @@ export const migrations: string[] = [
      AND seq = (SELECT min(seq) FROM alarm_outbox earlier WHERE earlier.alarm_id = alarm_outbox.alarm_id AND earlier.delivered_at IS NULL);
    UPDATE alarm_outbox SET payload = json_set(payload, '$.seq', seq) WHERE delivered_at IS NULL;
    CREATE INDEX alarm_outbox_heads ON alarm_outbox (url, next_at) WHERE delivered_at IS NULL AND head = 1;`,
+  // Alarm conditions applied once per message (issue 17): the last position (log offset and entry,
+  // or window end) whose effects are in, per condition and input stream, kept when a streak ends.
+  // Streaks carry what the timer needs to raise a `for` alarm with no message: its due time
+  // (indexed, so a tick reads only what is due), the severity and details to raise with, and the
+  // node's settings; and the alarm they raise, so a clear ends them.
+  `CREATE TABLE alarm_positions (
+     key TEXT NOT NULL,
+     stream TEXT NOT NULL,
+     at INTEGER NOT NULL,
+     entry INTEGER NOT NULL,
+     PRIMARY KEY (key, stream)
+   ) WITHOUT ROWID;
+   ALTER TABLE alarm_conditions ADD COLUMN rule TEXT;
+   ALTER TABLE alarm_conditions ADD COLUMN node TEXT;
+   ALTER TABLE alarm_conditions ADD COLUMN originator TEXT;
+   ALTER TABLE alarm_conditions ADD COLUMN type TEXT;
+   ALTER TABLE alarm_conditions ADD COLUMN met INTEGER;
+   ALTER TABLE alarm_conditions ADD COLUMN due_at INTEGER;
+   ALTER TABLE alarm_conditions ADD COLUMN pending TEXT;
+   ALTER TABLE alarm_conditions ADD COLUMN fingerprint TEXT;
+   CREATE INDEX alarm_conditions_due ON alarm_conditions (due_at) WHERE due_at IS NOT NULL;
+   CREATE INDEX alarm_conditions_alarm ON alarm_conditions (originator, type);`,
+  // Where the `windows` topic ended when the checkpoint's state was taken: what a resume from it
+  // emits again is recognised and not appended twice (window-results-topic.ts). NULL: not known.
+  `ALTER TABLE window_checkpoint ADD COLUMN windows_end TEXT;`,
 ];
 
 export function openDatabase(dataDir: string): Db {

@@ -9,6 +9,12 @@ export interface Checkpoint {
    */
   offsets: number[];
   state: EngineSnapshot;
+  /**
+   * Per partition of the `windows` topic: where it ended when the state was taken — the results
+   * appended after it are the ones a resume from here emits again (window-results-topic.ts).
+   * Absent in checkpoints of older versions.
+   */
+  windowsEnd?: number[];
 }
 
 /**
@@ -22,19 +28,22 @@ export class WindowCheckpoint {
   private readonly select;
 
   constructor(db: Db) {
-    this.upsert = db.prepare(`INSERT INTO window_checkpoint (id, offsets, state, saved_at) VALUES (1, ?, ?, ?)
-      ON CONFLICT (id) DO UPDATE SET offsets = excluded.offsets, state = excluded.state, saved_at = excluded.saved_at`);
-    this.select = db.prepare('SELECT offsets, state FROM window_checkpoint WHERE id = 1');
+    this.upsert = db.prepare(`INSERT INTO window_checkpoint (id, offsets, state, saved_at, windows_end) VALUES (1, ?, ?, ?, ?)
+      ON CONFLICT (id) DO UPDATE SET offsets = excluded.offsets, state = excluded.state, saved_at = excluded.saved_at, windows_end = excluded.windows_end`);
+    this.select = db.prepare('SELECT offsets, state, windows_end FROM window_checkpoint WHERE id = 1');
   }
 
   load(): Checkpoint | undefined {
-    const row = this.select.get() as { offsets: string; state: string } | undefined;
+    const row = this.select.get() as { offsets: string; state: string; windows_end: string | null } | undefined;
     if (!row) return undefined;
-    return { offsets: coveredOffsets(JSON.parse(row.offsets)), state: JSON.parse(row.state, revive) as EngineSnapshot };
+    const checkpoint: Checkpoint = { offsets: coveredOffsets(JSON.parse(row.offsets)), state: JSON.parse(row.state, revive) as EngineSnapshot };
+    const windowsEnd = row.windows_end === null ? undefined : (JSON.parse(row.windows_end) as unknown);
+    if (Array.isArray(windowsEnd) && windowsEnd.every(isOffset)) checkpoint.windowsEnd = windowsEnd;
+    return checkpoint;
   }
 
   save(c: Checkpoint, now: number): void {
-    this.upsert.run(JSON.stringify(denseOffsets(c.offsets)), JSON.stringify(c.state, replace), now);
+    this.upsert.run(JSON.stringify(denseOffsets(c.offsets)), JSON.stringify(c.state, replace), now, c.windowsEnd ? JSON.stringify(c.windowsEnd) : null);
   }
 }
 

@@ -9,7 +9,7 @@ import type { NodeKind } from '../node-kind.js';
 export const alarmNode: NodeKind = {
   type: 'alarm',
   compile(spec, ctx) {
-    const alarm = compileAlarmNode(spec.alarm as AlarmNodeSettings, (source, field) => ctx.expression(source, field));
+    const alarm = compileAlarmNode(spec.alarm as AlarmNodeSettings, ctx);
     return (message) => {
       ctx.sinks.alarm(ctx.ruleId, ctx.nodeId, alarm, message);
       return message;

@@ -1,0 +1,202 @@
+import { describe, expect, it } from 'vitest';
+import { runningAlarmNode } from '../server/src/alarms/alarm-node-spec.js';
+import { AlarmOutbox } from '../server/src/alarms/alarm-outbox.js';
+import { AlarmService } from '../server/src/alarms/alarm-service.js';
+import type { Alarm, AlarmChange } from '../server/src/alarms/alarm-store.js';
+import { compileRule } from '../server/src/rules/compiler.js';
+import type { RuleMessage, RuleSinks } from '../server/src/rules/message.js';
+import { RuleEngine } from '../server/src/rules/rule-engine.js';
+import type { RuleInput } from '../server/src/rules/rule-schema.js';
+import { openDatabase } from '../server/src/storage/database.js';
+import { silentLogger, tempDir } from './support/test-server.js';
+
+const device = { id: 'dev-1', name: 'dev-1', type: 'thermo', attributes: {} };
+const alarmRule = (alarm: Record<string, unknown>, input: RuleInput = 'telemetry') => ({ id: 'r', input, nodes: [{ id: 'a', type: 'alarm', alarm }] });
+
+/**
+ * The rule engine, an alarm node and the alarm service over a real SQLite file, with the server's
+ * clock in the test's hands; `restart()` makes a new service over the same database, as a restart does.
+ */
+function alarmsOver() {
+  const db = openDatabase(tempDir());
+  const engine = new RuleEngine();
+  const outbox = new AlarmOutbox(db, silentLogger);
+  const changes: { change: AlarmChange; alarm: Alarm }[] = [];
+  const notified: AlarmChange[] = [];
+  let now = 1_000_000;
+  const make = () => new AlarmService(db, outbox, {
+    changed: (alarm, change) => changes.push({ change, alarm: { ...alarm } }),
+    notify: (_alarm, change) => notified.push(change),
+  }, silentLogger, { now: () => now, alarmNode: (rule, node) => runningAlarmNode(engine.get(rule), node) });
+  let service = make();
+  const sinks: RuleSinks = {
+    save() {}, republish() {}, webhook() {}, window() {}, log() {},
+    alarm: (rule, node, alarm, message) => service.evaluate(rule, node, alarm, message),
+  };
+  let nextOffset = 0;
+  return {
+    engine, changes, notified,
+    get service() { return service; },
+    put: (doc: unknown) => engine.put(compileRule(doc, sinks)),
+    /** One message per point, each at the next offset unless the point says where. */
+    send(points: { ts: number; t?: unknown; offset?: number; entry?: number; metadata?: Record<string, unknown> }[], input: RuleInput = 'telemetry') {
+      const messages = points.map((p): RuleMessage => ({
+        deviceId: device.id, ts: p.ts, values: p.t === undefined ? {} : { t: p.t as number }, metadata: p.metadata ?? {}, device,
+        partition: 0, offset: p.offset ?? nextOffset++, entry: p.entry,
+      }));
+      engine.process(messages, input);
+    },
+    at(ms: number) { now = ms; },
+    restart() { service = make(); },
+    alarms: () => service.store.query({ from: 0, to: Number.MAX_SAFE_INTEGER, limit: 1000 }),
+    outboxRows: () => db.prepare('SELECT count(*) FROM alarm_outbox').pluck().get() as number,
+  };
+}
+
+describe('alarm conditions', () => {
+  it('refuses a condition that is not true or false, naming the field; a message value that is not a boolean fails that message', () => {
+    const a = alarmsOver();
+    expect(() => a.put(alarmRule({ type: 'X', severity: 'MAJOR', create: '"hot"' }))).toThrow(
+      /^rule "r", node "a" \(nodes\[0\]\.alarm\.create\): must be a condition \(true or false\), but its type is string$/);
+    expect(() => a.put(alarmRule({ type: 'X', severity: 'MAJOR', create: 'values.t > 1', clear: 'ts + 1.0' }))).toThrow(/\(nodes\[0\]\.alarm\.clear\): .* its type is double/);
+    expect(() => a.put(alarmRule({ type: 'X', severity: 'MAJOR', create: 'values.t > 1', escalate: [{ if: '1', severity: 'CRITICAL' }] }))).toThrow(/\(nodes\[0\]\.alarm\.escalate\[0\]\.if\): .* its type is int/);
+    // `values.t` may be a boolean: allowed, and checked per message.
+    a.put(alarmRule({ type: 'X', severity: 'MAJOR', create: 'values.t' }));
+    a.send([{ ts: 1, t: 'yes' }, { ts: 2, t: true }]);
+    expect(a.engine.stats('r')!.errors.map((e) => e.error)).toEqual(['alarm.create is of type string for this message, not true or false']);
+    expect(a.alarms()).toHaveLength(1);
+  });
+
+  it('escalates to the highest severity whose condition holds, whatever the order; an open alarm\'s severity never goes down (as in ThingsBoard)', () => {
+    const a = alarmsOver();
+    a.put(alarmRule({ type: 'Hot', severity: 'MINOR', create: 'values.t > 30',
+      escalate: [{ if: 'values.t > 40', severity: 'MAJOR' }, { if: 'values.t > 50', severity: 'CRITICAL' }] }));
+    a.send([{ ts: 1000, t: 55 }]);
+    expect(a.alarms()[0]).toMatchObject({ severity: 'CRITICAL', count: 1 });
+    a.send([{ ts: 2000, t: 45 }, { ts: 3000, t: 31 }]);
+    expect(a.changes.map((c) => [c.change, c.alarm.severity])).toEqual([['created', 'CRITICAL'], ['updated', 'CRITICAL'], ['updated', 'CRITICAL']]);
+  });
+
+  it('applies each message once: the same log position again changes nothing; each entry of one record counts', () => {
+    const a = alarmsOver();
+    a.put(alarmRule({ type: 'Hot', severity: 'MINOR', create: 'values.t > 30', times: 3 }));
+    const record = [{ ts: 1000, t: 31, offset: 7, entry: 0 }, { ts: 2000, t: 32, offset: 7, entry: 1 }];
+    a.send(record);
+    a.send(record); // read again, as after a crash
+    expect(a.alarms()).toEqual([]);
+    a.send([{ ts: 3000, t: 33, offset: 7, entry: 2 }]);
+    a.send([{ ts: 3000, t: 33, offset: 7, entry: 2 }, { ts: 1000, t: 31, offset: 6 }]);
+    expect(a.alarms()).toMatchObject([{ count: 1, startTs: 3000 }]);
+  });
+
+  it('ends the streaks of an alarm an operator clears, as its clear condition does (ThingsBoard): the next alarm needs its full `times` again', () => {
+    const a = alarmsOver();
+    a.put(alarmRule({ type: 'Hot', severity: 'MINOR', create: 'values.t > 30', times: 2 }));
+    a.send([{ ts: 1000, t: 31 }, { ts: 2000, t: 32 }]);
+    const [first] = a.alarms();
+    a.service.clear(first!.id);
+    a.send([{ ts: 3000, t: 33 }]);
+    expect(a.alarms().map((x) => x.status)).toEqual(['CLEARED_UNACK']);
+    a.send([{ ts: 4000, t: 34 }]);
+    expect(a.alarms().map((x) => [x.status, x.startTs])).toEqual([['ACTIVE_UNACK', 4000], ['CLEARED_UNACK', 2000]]);
+  });
+});
+
+describe('`for` conditions on the timer', () => {
+  it('raises the alarm of a device gone quiet once the duration is met on the server\'s clock, starting then', () => {
+    const a = alarmsOver();
+    a.put(alarmRule({ type: 'Held', severity: 'MAJOR', create: 'values.t > 30', for: '1m', details: { t: 'values.t' } }));
+    a.at(100_000);
+    a.send([{ ts: 100_000, t: 31 }, { ts: 110_000, t: 35 }]);
+    a.at(159_999);
+    a.service.raiseDue();
+    expect(a.alarms()).toEqual([]);
+    a.at(160_000);
+    a.service.raiseDue();
+    expect(a.alarms()).toMatchObject([{ type: 'Held', startTs: 160_000, lastTs: 160_000, count: 1, details: { t: 35 } }]);
+    expect(a.notified).toEqual(['created']);
+    // The streak goes on: the next reading updates the alarm, whatever its time.
+    a.send([{ ts: 150_000, t: 36 }]);
+    expect(a.alarms()).toMatchObject([{ count: 2 }]);
+    a.at(1_000_000);
+    expect(a.service.raiseDue()).toBe(0);
+  });
+
+  it('starts an alarm a message completes when the duration was met, not at that message', () => {
+    const a = alarmsOver();
+    a.put(alarmRule({ type: 'Held', severity: 'MAJOR', create: 'values.t > 30', for: '1m' }));
+    a.at(0);
+    a.send([{ ts: 0, t: 31 }, { ts: 90_000, t: 32 }]);
+    expect(a.alarms()).toMatchObject([{ startTs: 60_000, lastTs: 90_000 }]);
+  });
+
+  it('does not raise a due condition again after a restart, nor one whose streak a message ended', () => {
+    const a = alarmsOver();
+    a.put(alarmRule({ type: 'Held', severity: 'MAJOR', create: 'values.t > 30', for: '10s', webhook: 'http://127.0.0.1:9/hook' }));
+    a.at(0);
+    a.send([{ ts: 0, t: 31 }]);
+    a.at(10_000);
+    a.service.raiseDue();
+    a.restart();
+    a.at(20_000);
+    a.service.raiseDue();
+    expect(a.alarms()).toMatchObject([{ count: 1 }]);
+    expect(a.notified).toEqual(['created']);
+    expect(a.outboxRows()).toBe(1);
+
+    const b = alarmsOver();
+    b.put(alarmRule({ type: 'Held', severity: 'MAJOR', create: 'values.t > 30', for: '10s' }));
+    b.send([{ ts: 0, t: 31 }, { ts: 5000, t: 20 }]);
+    b.at(100_000);
+    b.service.raiseDue();
+    expect(b.alarms()).toEqual([]);
+  });
+
+  it('does not raise for a rule removed, disabled or changed since the streak counted', () => {
+    for (const change of ['removed', 'disabled', 'changed'] as const) {
+      const a = alarmsOver();
+      const spec = { type: 'Held', severity: 'MAJOR', create: 'values.t > 30', for: '10s' };
+      a.put(alarmRule(spec));
+      a.at(0);
+      a.send([{ ts: 0, t: 31 }]);
+      if (change === 'removed') a.engine.remove('r');
+      if (change === 'disabled') a.put({ ...alarmRule(spec), enabled: false });
+      if (change === 'changed') a.put(alarmRule({ ...spec, for: '1h' }));
+      a.at(10_000);
+      a.service.raiseDue();
+      expect(a.alarms(), change).toEqual([]);
+    }
+  });
+
+  it('raises at most maxDuePerTick per tick, the earliest due first', () => {
+    const db = alarmsOver();
+    db.put(alarmRule({ type: 'Held', severity: 'MAJOR', create: 'values.t > 30', for: '1s' }));
+    db.at(0);
+    // 600 originators: one message each, due 1 s after it.
+    db.engine.process(Array.from({ length: 600 }, (_, i): RuleMessage => ({
+      deviceId: `d${i}`, ts: i, values: { t: 31 }, metadata: {}, device: { ...device, id: `d${i}` }, partition: 0, offset: i,
+    })));
+    db.at(10_000);
+    expect(db.service.raiseDue()).toBe(500);
+    expect(db.alarms().map((x) => x.originator).sort()).toEqual(Array.from({ length: 500 }, (_, i) => `d${i}`).sort());
+    expect(db.service.raiseDue()).toBe(100);
+    expect(db.alarms()).toHaveLength(600);
+    expect(db.service.raiseDue()).toBe(0);
+  });
+});
+
+describe('alarms on window results', () => {
+  const window = (end: number, update = false, offset?: number) => ({
+    ts: end, t: 31, offset, metadata: { windowRule: 'w', windowNode: 'n', windowStart: end - 60_000, windowEnd: end, update },
+  });
+
+  it('takes each window once: a late update of it, or its result appended again after a restart, is no second occurrence', () => {
+    const a = alarmsOver();
+    a.put(alarmRule({ type: 'Warm', severity: 'MINOR', create: 'values.t > 30', times: 2 }, 'windows'));
+    a.send([window(60_000), window(60_000, true)], 'windows');
+    a.send([window(60_000)], 'windows'); // the same result at a new offset of the windows topic
+    expect(a.alarms()).toEqual([]);
+    a.send([window(120_000)], 'windows');
+    expect(a.alarms()).toMatchObject([{ startTs: 120_000, count: 1 }]);
+  });
+});
