@@ -17,6 +17,7 @@ import type { DeviceTelemetryKeys } from '../ingest/device-telemetry-keys.js';
 import { WindowEngine } from '../windows/window-engine.js';
 import { WindowStore, type StoredWindowResult } from '../windows/window-store.js';
 import { WindowCheckpoint } from '../windows/window-checkpoint.js';
+import { WindowResultsTopic } from './window-results-topic.js';
 import { AlarmOutbox, type AlarmWebhookLimits, type OutboxStats } from '../alarms/alarm-outbox.js';
 import { AlarmService, publicAlarm } from '../alarms/alarm-service.js';
 import type { Alarm, AlarmChange } from '../alarms/alarm-store.js';
@@ -102,6 +103,7 @@ export function createRulesRuntime(o: RulesRuntimeOptions): RulesRuntime {
   let saved: StoredBatch = { telemetry: [], attributes: [] };
   const windowStore = new WindowStore(o.db);
   const windowListeners: ((r: StoredWindowResult) => void)[] = [];
+  const windowsTopic = new WindowResultsTopic(o.log, WINDOWS_TOPIC, logger);
   const windows = new WindowEngine({
     result(r) {
       const slash = r.rule.lastIndexOf('/');
@@ -111,13 +113,16 @@ export function createRulesRuntime(o: RulesRuntimeOptions): RulesRuntime {
         rule: r.rule.slice(0, slash), node: r.rule.slice(slash + 1), group: r.group, start: r.start, end: r.end, values: r.values, final: r.final,
         ...(r.replaces ? { replaces: r.replaces } : {}),
       };
+      // Other consumers (alarms, rules) read window results from the `windows` topic. A result a
+      // resume from the checkpoint emits again, exactly as it is there already, is not appended
+      // twice, nor pushed live again; it is stored again (the same row), in case SQLite lost it.
+      const record = JSON.stringify({ ...stored, update: r.update });
+      const replay = windowsTopic.isReplay(record);
+      if (!replay) windowsTopic.append(`${stored.rule}/${stored.group}`, record, r.end);
       // Stored by the storage worker; pushed live once it is (so GET /api/windows has it then).
       o.writes.writeWindowResult(r, Date.now()).then(
-        () => { for (const l of windowListeners) l(stored); },
+        () => { if (!replay) for (const l of windowListeners) l(stored); },
         (err: unknown) => logger.error({ err, rule: stored.rule, group: stored.group, start: stored.start }, 'could not store a window result'));
-      // Other consumers (alarms, rules) read window results from the `windows` topic.
-      o.log.append(WINDOWS_TOPIC, { key: `${stored.rule}/${stored.group}`, value: Buffer.from(JSON.stringify({ ...stored, update: r.update })), timestamp: r.end })
-        .catch((err: unknown) => logger.error({ err }, 'could not append a window result to the windows topic'));
     },
     late() {},
   });
@@ -126,24 +131,39 @@ export function createRulesRuntime(o: RulesRuntimeOptions): RulesRuntime {
   const restored = checkpoint.load();
   if (restored) windows.restore(restored.state);
   const processed: number[] = restored ? [...restored.offsets] : [];
+  // What the windows topic got after the restored checkpoint: a resume emits those results again.
+  const replayLoaded = restored?.windowsEnd
+    ? windowsTopic.loadReplayed(restored.windowsEnd).catch((err: unknown) => logger.warn({ err }, 'could not read the windows topic back; results emitted again after the checkpoint may be appended twice'))
+    : Promise.resolve();
   let dirty = false;
   /**
    * The state and offsets as they are now, written after every window result emitted before
-   * (the storage worker keeps the order); a failed write is tried again at the next tick.
+   * (the storage worker keeps the order) and once the windows topic holds them all, with where
+   * it ended; a failed write is tried again at the next tick.
    */
   const saveCheckpoint = async () => {
     if (!dirty) return;
     dirty = false;
+    const offsets = [...processed];
+    const state = windows.snapshot();
+    const mark = windowsTopic.mark();
     try {
-      await o.writes.writeCheckpoint({ offsets: [...processed], state: windows.snapshot() }, Date.now());
+      const windowsEnd = await windowsTopic.endsAt(mark);
+      // A result the topic lacks: no later checkpoint may say it was emitted (a restart from the last good one emits it again).
+      if (windowsEnd === undefined) return;
+      await o.writes.writeCheckpoint({ offsets, state, windowsEnd }, Date.now());
     } catch (err) {
       dirty = true;
       logger.error({ err }, 'could not save the window checkpoint; trying again');
     }
   };
   engine.onChange = () => windows.retainRules(new Set(engine.rules().map((r) => r.id)));
+  // Windows fire on the tick too: not before the windows topic was read back, else a result the
+  // replay emits again would not be recognised.
+  let replayRead = false;
+  void replayLoaded.then(() => { replayRead = true; });
   const tick = setInterval(() => {
-    windows.tick();
+    if (replayRead) windows.tick();
     void saveCheckpoint();
   }, WINDOW_TICK_MS);
   tick.unref();
@@ -175,6 +195,8 @@ export function createRulesRuntime(o: RulesRuntimeOptions): RulesRuntime {
   };
   let consumer: Consumer | undefined;
   let windowConsumer: Consumer | undefined;
+  let consumersStarted: Promise<void> | undefined;
+  let stopping = false;
   return {
     engine, service, webhooks, windows, windowStore, alarms, alarmOutboxStats: outbox.stats,
     onAlarm: (listener) => { alarmListeners.push(listener); },
@@ -182,42 +204,54 @@ export function createRulesRuntime(o: RulesRuntimeOptions): RulesRuntime {
     start(publishFn) {
       publish = publishFn;
       outbox.start();
-      consumer = startRulesConsumer({
-        log: o.log, registry: o.registry, engine, logger, onOffsetReset: o.onOffsetReset,
-        startAt: (partition) => processed[partition], recentEntries: o.recentEntries,
-        async afterBatch(partition, nextOffset) {
-          await flushSaved();
-          processed[partition] = nextOffset;
-          dirty = true;
-        },
-      });
-      windowConsumer = startWindowRulesConsumer({
-        log: o.log, registry: o.registry, engine, logger, topic: WINDOWS_TOPIC, onOffsetReset: o.onWindowsOffsetReset,
-        afterBatch: flushSaved,
-        // What a batch saved is committed to SQLite when its handler resolves, durable only at the
-        // worker's next WAL checkpoint: the group's offset waits for that, so a lost WAL is re-read.
-        commit: (partition, nextOffset) => o.writes.whenDurable().then(
-          () => o.log.commit(WINDOW_RULES_GROUP, WINDOWS_TOPIC, partition, nextOffset),
-          (err: unknown) => logger.warn({ err, partition, nextOffset }, 'rules-windows: not committing an offset SQLite did not make durable')),
-      });
-      // `for` conditions come due on the timer once the rules have read what the log held at
-      // start: a streak that a message not read yet would end is not raised first.
-      void Promise.all([consumer.caughtUp(), windowConsumer.caughtUp()]).then(() => alarms.startDueChecks());
+      consumersStarted = replayLoaded.then(() => { if (!stopping) startConsumers(); });
     },
     caughtUp: async () => {
+      await consumersStarted;
       await consumer?.caughtUp();
       await windowConsumer?.caughtUp();
       // The rules-windows commits wait for durability: queued before this, they have landed after it.
       await o.writes.whenDurable();
     },
     async stop() {
+      stopping = true;
       clearInterval(tick);
       alarms.stop();
       outbox.stop();
+      await consumersStarted;
       await consumer?.stop();
       await windowConsumer?.stop();
       await saveCheckpoint();
       webhooks.close();
     },
   };
+
+  /** The rules groups, once the windows topic was read back (a replay must not start before). */
+  function startConsumers(): void {
+    consumer = startRulesConsumer({
+      log: o.log, registry: o.registry, engine, logger, onOffsetReset: o.onOffsetReset,
+      startAt: (partition) => processed[partition], recentEntries: o.recentEntries,
+      async afterBatch(partition, nextOffset) {
+        await flushSaved();
+        processed[partition] = nextOffset;
+        dirty = true;
+      },
+    });
+    windowConsumer = startWindowRulesConsumer({
+      log: o.log, registry: o.registry, engine, logger, topic: WINDOWS_TOPIC, onOffsetReset: o.onWindowsOffsetReset,
+      afterBatch: flushSaved,
+      // What a batch saved is committed to SQLite when its handler resolves, durable only at the
+      // worker's next WAL checkpoint: the group's offset waits for that, so a lost WAL is re-read.
+      commit: (partition, nextOffset) => o.writes.whenDurable().then(
+        () => o.log.commit(WINDOW_RULES_GROUP, WINDOWS_TOPIC, partition, nextOffset),
+        (err: unknown) => logger.warn({ err, partition, nextOffset }, 'rules-windows: not committing an offset SQLite did not make durable')),
+    });
+    // `for` conditions come due on the timer once the rules have read what the log held at
+    // start: a streak that a message not read yet would end is not raised first. Results the
+    // replay did not emit again by then were not the same: nothing more to recognise.
+    void Promise.all([consumer.caughtUp(), windowConsumer.caughtUp()]).then(() => {
+      windowsTopic.forgetReplayed();
+      alarms.startDueChecks();
+    });
+  }
 }
