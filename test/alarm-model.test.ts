@@ -107,7 +107,9 @@ describe('`for` conditions on the timer', () => {
     const a = alarmsOver();
     a.put(alarmRule({ type: 'Held', severity: 'MAJOR', create: 'values.t > 30', for: '1m', details: { t: 'values.t' } }));
     a.at(100_000);
-    a.send([{ ts: 100_000, t: 31 }, { ts: 110_000, t: 35 }]);
+    a.send([{ ts: 100_000, t: 31 }]);
+    a.at(110_000);
+    a.send([{ ts: 110_000, t: 35 }]);
     a.at(159_999);
     a.service.raiseDue();
     expect(a.alarms()).toEqual([]);
@@ -120,6 +122,29 @@ describe('`for` conditions on the timer', () => {
     expect(a.alarms()).toMatchObject([{ count: 2 }]);
     a.at(1_000_000);
     expect(a.service.raiseDue()).toBe(0);
+  });
+
+  it('counts what is left of the duration on the server\'s clock from the last message, whatever the device\'s clock says', () => {
+    const a = alarmsOver();
+    a.put(alarmRule({ type: 'Held', severity: 'MAJOR', create: 'values.t > 30', for: '1m' }));
+    // A device an hour behind: its readings held 10 s by its clock; 50 s are left from when the last came.
+    a.at(10_000_000);
+    a.send([{ ts: 6_400_000, t: 31 }, { ts: 6_410_000, t: 32 }]);
+    a.at(10_049_999);
+    a.service.raiseDue();
+    expect(a.alarms(), 'not raised at once because the device\'s times are an hour old').toEqual([]);
+    a.at(10_050_000);
+    a.service.raiseDue();
+    // It starts when the duration was met, in the device's time, as alarms a message completes do.
+    expect(a.alarms()).toMatchObject([{ type: 'Held', startTs: 6_460_000 }]);
+    // A device an hour ahead waits the 60 s, not the hour.
+    const b = alarmsOver();
+    b.put(alarmRule({ type: 'Held', severity: 'MAJOR', create: 'values.t > 30', for: '1m' }));
+    b.at(10_000_000);
+    b.send([{ ts: 13_600_000, t: 31 }]);
+    b.at(10_060_000);
+    b.service.raiseDue();
+    expect(b.alarms()).toMatchObject([{ startTs: 13_660_000 }]);
   });
 
   it('starts an alarm a message completes when the duration was met, not at that message', () => {
@@ -171,11 +196,11 @@ describe('`for` conditions on the timer', () => {
   it('raises at most maxDuePerTick per tick, the earliest due first', () => {
     const db = alarmsOver();
     db.put(alarmRule({ type: 'Held', severity: 'MAJOR', create: 'values.t > 30', for: '1s' }));
-    db.at(0);
-    // 600 originators: one message each, due 1 s after it.
-    db.engine.process(Array.from({ length: 600 }, (_, i): RuleMessage => ({
-      deviceId: `d${i}`, ts: i, values: { t: 31 }, metadata: {}, device: { ...device, id: `d${i}` }, partition: 0, offset: i,
-    })));
+    // 600 originators: one message each, a millisecond apart, due 1 s after it.
+    for (let i = 0; i < 600; i++) {
+      db.at(i);
+      db.engine.process([{ deviceId: `d${i}`, ts: i, values: { t: 31 }, metadata: {}, device: { ...device, id: `d${i}` }, partition: 0, offset: i } satisfies RuleMessage]);
+    }
     db.at(10_000);
     expect(db.service.raiseDue()).toBe(500);
     expect(db.alarms().map((x) => x.originator).sort()).toEqual(Array.from({ length: 500 }, (_, i) => `d${i}`).sort());

@@ -22,8 +22,8 @@ export interface Streak {
    * streak triggers, whatever its time.
    */
   met: boolean;
-  /** What the timer raises with: the severity and details of the streak's last message. */
-  pending: { severity: Severity; details: Record<string, unknown> } | null;
+  /** What the timer raises with: the last message's severity and details, and when (event time) the duration is met. */
+  pending: { severity: Severity; details: Record<string, unknown>; metAt?: number } | null;
   /** The node's settings when the streak was last extended (alarmFingerprint). */
   fingerprint: string | null;
 }

@@ -98,9 +98,12 @@ export class AlarmService {
           s.dueAt = null;
           s.pending = null;
         } else if (s.times >= alarm.times) {
-          // Only the duration is missing: the timer raises it at metAt unless a message comes first.
-          s.dueAt = metAt;
-          s.pending = { severity: alarm.severityOf(message), details: alarm.detailsOf(message) };
+          // Only the duration is missing: the timer raises it unless a message comes first — once
+          // what is left of it (in event time, from this message) has passed on the server's clock
+          // since this message came. A device clock that is off, or old data sent late, then
+          // neither raises at once nor waits for the device's clock to catch up.
+          s.dueAt = this.now() + (metAt - message.ts);
+          s.pending = { severity: alarm.severityOf(message), details: alarm.detailsOf(message), metAt };
         }
         this.conditions.put(key, s);
         changed = true;
@@ -145,7 +148,7 @@ export class AlarmService {
         }
         this.conditions.raised(s.key);
         const change = this.store.trigger({
-          type: settings.type, originator: s.originator, rule: s.rule, severity: s.pending.severity, startTs: s.dueAt!, ts: s.dueAt!,
+          type: settings.type, originator: s.originator, rule: s.rule, severity: s.pending.severity, startTs: s.pending.metAt ?? s.dueAt!, ts: s.pending.metAt ?? s.dueAt!,
           details: s.pending.details, webhook: settings.webhook ?? null,
         });
         this.queueWebhook(change.alarm, change.change);
