@@ -1,31 +1,15 @@
 import fs from 'node:fs';
-import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startChildSluice, type ChildServer } from './support/child-server.js';
 import { childApi, childRulesCaughtUp } from './support/qos1-streams.js';
+import { startHttpReceiver, type HttpReceiver } from './support/http-receiver.js';
 import { tempDir, waitFor } from './support/test-server.js';
 
 const ADMIN = 'alarm-crash-admin';
 type Alarm = { id: string; type: string; severity: string; status: string; count: number; startTs: number; lastTs: number };
 type Notification = { id: string; change: string; alarm: Alarm };
-
-/** A webhook endpoint that keeps every notification it is sent (a redelivery keeps its id). */
-async function startReceiver(): Promise<{ url: string; received: Notification[]; close: () => void }> {
-  const received: Notification[] = [];
-  const server = http.createServer((req, res) => {
-    let body = '';
-    req.on('data', (d: Buffer) => { body += d.toString(); });
-    req.on('end', () => {
-      received.push(JSON.parse(body) as Notification);
-      res.writeHead(200).end();
-    });
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/alarms`, received, close: () => server.close() };
-}
 
 async function post(server: ChildServer, token: string, points: [ts: number, t: number][]): Promise<void> {
   for (const [ts, t] of points) {
@@ -61,9 +45,10 @@ async function crashAndRestart(server: ChildServer, dataDir: string, args: strin
 }
 
 describe('alarms after kill -9 between the steps of their life', () => {
-  let receiver: Awaited<ReturnType<typeof startReceiver>>;
-  beforeAll(async () => { receiver = await startReceiver(); });
-  afterAll(() => receiver.close());
+  /** The webhook endpoint of every alarm here: it keeps every notification (a redelivery keeps its id). */
+  let receiver: HttpReceiver;
+  beforeAll(async () => { receiver = await startHttpReceiver(() => 200, '/alarms'); });
+  afterAll(() => receiver?.close());
 
   it('applies a streak, a raise, an escalation and a clear once each: same alarm, same count, no notification twice', async () => {
     const rulesDir = tempDir();
@@ -109,7 +94,7 @@ describe('alarms after kill -9 between the steps of their life', () => {
       expect(await alarms()).toEqual([cleared]);
 
       expect(servers.flatMap(announced)).toEqual(['created', 'escalated', 'cleared']);
-      const changes = () => [...new Map(receiver.received.filter((n) => n.alarm.id === created!.id).map((n) => [n.id, n.change])).values()];
+      const changes = () => [...new Map(receiver.bodies<Notification>().filter((n) => n.alarm.id === created!.id).map((n) => [n.id, n.change])).values()];
       await waitFor('the three webhook notifications', () => (changes().length >= 3 ? true : undefined), 10_000);
       expect(changes()).toEqual(['created', 'escalated', 'cleared']);
     } finally {
@@ -205,7 +190,7 @@ describe('alarms after kill -9 between the steps of their life', () => {
       await waitFor('the second device\'s alarm', async () => ((await alarmsOf(sentinel.id)).length > 0 ? true : undefined), 10_000);
       expect(await alarmsOf(quiet.id)).toEqual([raised]);
       expect(servers.flatMap(announced)).toEqual(['created', 'created']);
-      const ids = () => new Set(receiver.received.filter((n) => n.alarm.id === raised!.id).map((n) => n.id));
+      const ids = () => new Set(receiver.bodies<Notification>().filter((n) => n.alarm.id === raised!.id).map((n) => n.id));
       await waitFor('the webhook notification', () => (ids().size >= 1 ? true : undefined), 10_000);
       expect(ids().size).toBe(1);
     } finally {

@@ -1,11 +1,10 @@
-import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import type { MqttClient } from 'mqtt';
 import { afterEach, describe, expect, it } from 'vitest';
 import { AlarmOutbox } from '../server/src/alarms/alarm-outbox.js';
 import { migrations, openDatabase, type Db } from '../server/src/storage/database.js';
+import { startHttpReceiver } from './support/http-receiver.js';
 import { TestServer, silentLogger, tempDir, waitFor, type CreatedDevice } from './support/test-server.js';
 
 /**
@@ -24,26 +23,16 @@ type Answer = 'accept' | 'refuse' | 'drop' | 'hang';
  * answer ever). Lists every attempt in arrival order.
  */
 async function webhookReceiver(answer: (n: Notification, requestNumber: number) => Answer) {
-  const attempts: Attempt[] = [];
-  const server = http.createServer((req, res) => {
-    let body = '';
-    req.on('data', (d: Buffer) => { body += d.toString(); });
-    req.on('end', () => {
-      const n = JSON.parse(body) as Notification;
-      const how = answer(n, attempts.length + 1);
-      attempts.push({ ...n, idempotencyKey: req.headers['idempotency-key'] as string | undefined, accepted: how === 'accept' });
-      if (how === 'accept') res.writeHead(200).end();
-      else if (how === 'refuse') res.writeHead(500).end();
-      else if (how === 'drop') req.socket.destroy();
-    });
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const statusOf = { accept: 200, refuse: 500, drop: 'drop', hang: 'hang' } as const;
+  const receiver = await startHttpReceiver((req, i) => statusOf[answer(req.json<Notification>(), i)], '/alarms');
+  const attempts = (): Attempt[] => receiver.requests.map((r) =>
+    ({ ...r.json<Notification>(), idempotencyKey: r.headers['idempotency-key'] as string | undefined, accepted: r.answer === 200 }));
   return {
-    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/alarms`,
-    attempts,
-    failedAttempts: () => attempts.filter((a) => !a.accepted).length,
-    acceptedIds: () => new Set(attempts.filter((a) => a.accepted).map((a) => a.id)),
-    close: () => new Promise<void>((resolve) => { server.closeAllConnections(); server.close(() => resolve()); }),
+    url: receiver.url,
+    get attempts() { return attempts(); },
+    failedAttempts: () => attempts().filter((a) => !a.accepted).length,
+    acceptedIds: () => new Set(attempts().filter((a) => a.accepted).map((a) => a.id)),
+    close: receiver.close,
   };
 }
 

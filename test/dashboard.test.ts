@@ -18,7 +18,7 @@ async function waitInPage(page: Page, expression: string, timeoutMs: number): Pr
   const deadline = Date.now() + timeoutMs;
   while (!(await page.evaluate<unknown>(expression))) {
     if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting in the page for ${expression}`);
-    await new Promise((resolve) => setTimeout(resolve, 25));
+    await new Promise((resolve) => setTimeout(resolve, 25)); // the poll's interval; the deadline is above
   }
 }
 
@@ -155,7 +155,7 @@ describe('dashboard in headless Chromium', () => {
     const client = await server.connectDevice(device.token);
     for (let i = 0; i < 60; i++) {
       await client.publishAsync('v1/devices/me/telemetry', JSON.stringify({ temperature: 20 + (i % 10) / 10 }), { qos: 0 });
-      await new Promise((r) => setTimeout(r, 50)); // 20 a second
+      await new Promise((r) => setTimeout(r, 50)); // pacing, the load under test: 20 a second
     }
     client.end(true);
     await page.waitForSelector('.charts [data-key="temperature"] canvas');

@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { spawnSluice, startChildSluice, type ChildServer } from './support/child-server.js';
-import { TestServer, tempDir, waitFor } from './support/test-server.js';
+import { TestServer, tempDir, waitFor, within } from './support/test-server.js';
 
 /** Every file under the log dir with its size and modification time: what "touching the log" would change. */
 function logSnapshot(dataDir: string): Record<string, string> {
@@ -21,7 +21,7 @@ function logSnapshot(dataDir: string): Record<string, string> {
   return out;
 }
 
-async function stopChild(server: ChildServer): Promise<void> {
+async function stopChild(server: Pick<ChildServer, 'child' | 'exited'>): Promise<void> {
   if (server.child.exitCode !== null || server.child.signalCode !== null) return;
   server.child.kill('SIGTERM');
   await server.exited;
@@ -31,7 +31,7 @@ describe('one Sluice per data dir', () => {
   it('a second process on the same data dir exits non-zero at start, naming the dir and the holder, before touching the log', async () => {
     const dataDir = tempDir();
     const first = await startChildSluice(dataDir);
-    const servers = [first];
+    const servers: Pick<ChildServer, 'child' | 'exited'>[] = [first];
     try {
       const res = await fetch(`http://127.0.0.1:${first.ports.http}/api/devices`, {
         method: 'POST', headers: { authorization: 'Bearer x', 'content-type': 'application/json' }, body: '{}',
@@ -41,13 +41,10 @@ describe('one Sluice per data dir', () => {
       const portsBefore = fs.readFileSync(path.join(dataDir, 'ports.json'), 'utf8');
 
       const second = spawnSluice(['--data-dir', dataDir, '--mqtt-port', '0', '--http-port', '0']);
-      const code = await Promise.race([second.exited, new Promise<'running'>((r) => setTimeout(() => r('running'), 15_000))]);
-      if (code === 'running') {
-        second.child.kill('SIGKILL');
-        await second.exited;
-      }
-      expect(code, second.output()).not.toBe('running');
-      expect(code).not.toBe(0);
+      servers.push(second); // stopped below if it did not exit by itself
+      const code = await within(15_000, 'the second process\'s exit', second.exited)
+        .catch((err: Error) => { throw new Error(`${err.message}; its output: ${second.output()}`); });
+      expect(code, second.output()).not.toBe(0);
       expect(second.output()).toContain(`data dir ${dataDir} is in use by another Sluice (pid ${first.child.pid}`);
       // It wrote nothing: the log, the offsets and ports.json are the first one's.
       expect(logSnapshot(dataDir)).toEqual(before);
@@ -65,21 +62,19 @@ describe('one Sluice per data dir', () => {
       expect(third.output()).not.toContain('in use');
     } finally {
       for (const s of servers) await stopChild(s);
-      fs.rmSync(dataDir, { recursive: true, force: true });
     }
   });
 
   it('in one process too: a second startSluice on the dir fails, and the lock is released on stop', async () => {
     const dataDir = tempDir();
+    const first = await TestServer.start({ dataDir });
     try {
-      const first = await TestServer.start({ dataDir });
       await expect(TestServer.start({ dataDir })).rejects.toThrow(`data dir ${dataDir} is in use by another Sluice (pid ${process.pid}`);
-      await first.stop();
-      const again = await TestServer.start({ dataDir });
-      await again.stop();
     } finally {
-      fs.rmSync(dataDir, { recursive: true, force: true });
+      await first.stop();
     }
+    const again = await TestServer.start({ dataDir });
+    await again.stop();
   });
 
   it('two started at the same moment: exactly one runs', async () => {
@@ -94,13 +89,7 @@ describe('one Sluice per data dir', () => {
       await waitFor('the other to be up', () => (fs.existsSync(path.join(dataDir, 'ports.json')) ? true : undefined), 20_000);
       expect(winner.child.exitCode).toBeNull();
     } finally {
-      for (const s of [a, b]) {
-        if (s.child.exitCode === null && s.child.signalCode === null) {
-          s.child.kill('SIGTERM');
-          await s.exited;
-        }
-      }
-      fs.rmSync(dataDir, { recursive: true, force: true });
+      for (const s of [a, b]) await stopChild(s);
     }
   });
 });

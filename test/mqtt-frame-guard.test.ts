@@ -150,6 +150,8 @@ describe('MQTT frame guard on a running server (issue 16, finding 8)', () => {
     const dribbling = (async () => {
       for (let i = 0; i < connect.length - 1 && !dribbler.closed; i++) {
         await dribbler.write(connect.subarray(i, i + 1));
+        // Pacing, the behaviour under test: a byte every 40 ms, so the whole CONNECT would take
+        // longer than the 600 ms the server gives it, though bytes keep coming.
         await new Promise((r) => setTimeout(r, 40));
       }
     })();

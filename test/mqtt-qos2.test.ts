@@ -1,6 +1,6 @@
 import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { TestServer } from './support/test-server.js';
+import { TestServer, waitFor } from './support/test-server.js';
 
 /** Hand-made MQTT 3.1.1 packets, so the test controls packet ids and the DUP flag. */
 const str = (s: string) => { const b = Buffer.from(s); return Buffer.concat([Buffer.from([b.length >> 8, b.length & 0xff]), b]); };
@@ -21,21 +21,24 @@ describe('MQTT QoS 2', () => {
     let received = Buffer.alloc(0);
     socket.on('data', (d: Buffer) => { received = Buffer.concat([received, d]); });
     const expectBytes = async (bytes: number[]) => {
-      const deadline = Date.now() + 5000;
-      while (received.length < bytes.length && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+      // Past the deadline the comparison below fails, showing what did come.
+      await waitFor(`${bytes.length} bytes from the broker`, () => received.length >= bytes.length).catch(() => {});
       expect([...received.subarray(0, bytes.length)]).toEqual(bytes);
       received = received.subarray(bytes.length);
     };
-    socket.write(connect(device.token));
-    await expectBytes([0x20, 2, 0, 0]); // CONNACK accepted
-    const payload = JSON.stringify({ ts: 5000, values: { q: 2 } });
-    socket.write(publishQos2(7, payload, false));
-    await expectBytes([0x50, 2, 0, 7]); // PUBREC
-    socket.write(publishQos2(7, payload, true));
-    await expectBytes([0x50, 2, 0, 7]); // PUBREC again, for the retransmission
-    socket.write(pubrel(7));
-    await expectBytes([0x70, 2, 0, 7]); // PUBCOMP
-    socket.end();
+    try {
+      socket.write(connect(device.token));
+      await expectBytes([0x20, 2, 0, 0]); // CONNACK accepted
+      const payload = JSON.stringify({ ts: 5000, values: { q: 2 } });
+      socket.write(publishQos2(7, payload, false));
+      await expectBytes([0x50, 2, 0, 7]); // PUBREC
+      socket.write(publishQos2(7, payload, true));
+      await expectBytes([0x50, 2, 0, 7]); // PUBREC again, for the retransmission
+      socket.write(pubrel(7));
+      await expectBytes([0x70, 2, 0, 7]); // PUBCOMP
+    } finally {
+      socket.destroy();
+    }
 
     await server.sluice.storageCaughtUp();
     const log = await server.json<{ topics: { partitions: { endOffset: number }[] }[] }>('GET', '/api/log');

@@ -1,35 +1,21 @@
-import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startChildSluice, type ChildServer } from './support/child-server.js';
 import { childApi, childRulesCaughtUp } from './support/qos1-streams.js';
-import { tempDir, waitFor } from './support/test-server.js';
+import { startHttpReceiver, type HttpReceiver } from './support/http-receiver.js';
+import { tempDir } from './support/test-server.js';
 
 const ADMIN = 'sink-keys-admin';
 
 interface Call { header: string | undefined; body: { deviceId: string; ts: number; values: { n: number }; key: string } }
 
-/** A webhook target that answers 200 and keeps every call. */
-async function startTarget(): Promise<{ url: string; calls: Call[]; close: () => void }> {
-  const calls: Call[] = [];
-  const server = http.createServer((req, res) => {
-    let body = '';
-    req.on('data', (d: Buffer) => { body += d.toString(); });
-    req.on('end', () => {
-      calls.push({ header: req.headers['idempotency-key'] as string | undefined, body: JSON.parse(body) as Call['body'] });
-      res.writeHead(200).end();
-    });
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/hook`, calls, close: () => server.close() };
-}
-
 describe('webhook node calls after kill -9: replays bring duplicates with the same key', () => {
-  let target: Awaited<ReturnType<typeof startTarget>>;
-  beforeAll(async () => { target = await startTarget(); });
-  afterAll(() => target.close());
+  /** The webhook target: answers 200 and keeps every call. */
+  let target: HttpReceiver;
+  beforeAll(async () => { target = await startHttpReceiver(); });
+  afterAll(() => target?.close());
+  const calls = (): Call[] => target.requests.map((r) => ({ header: r.headers['idempotency-key'] as string | undefined, body: r.json<Call['body']>() }));
 
   it('sends every message again after the rules group re-reads the log, each with the key of its first call; no two messages share a key', async () => {
     const dataDir = tempDir();
@@ -46,7 +32,7 @@ describe('webhook node calls after kill -9: replays bring duplicates with the sa
         expect(res.status).toBe(200);
       }
       const messages = 33;
-      await waitFor('every first call', () => (target.calls.length >= messages ? true : undefined), 15_000);
+      await target.waitForRequests(messages, 15_000);
 
       // kill -9, and the window checkpoint gone: the rules group re-reads the whole log — the most
       // a crash can make it re-read (a crash right after any message leaves a checkpoint from before it).
@@ -56,10 +42,10 @@ describe('webhook node calls after kill -9: replays bring duplicates with the sa
       try { db.prepare('DELETE FROM window_checkpoint').run(); } finally { db.close(); }
       server = await startChildSluice(dataDir, args);
       await childRulesCaughtUp(server, ADMIN);
-      await waitFor('every call again', () => (target.calls.length >= 2 * messages ? true : undefined), 15_000);
+      await target.waitForRequests(2 * messages, 15_000);
 
       const byKey = new Map<string, Call[]>();
-      for (const call of target.calls) {
+      for (const call of calls()) {
         expect(call.header, 'the Idempotency-Key header is the body\'s key (the node\'s own header is replaced)').toBe(call.body.key);
         byKey.set(call.body.key, [...(byKey.get(call.body.key) ?? []), call]);
       }
@@ -68,7 +54,7 @@ describe('webhook node calls after kill -9: replays bring duplicates with the sa
         expect(calls.length, `calls with key ${key}`).toBe(2);
         expect(calls[1]!.body, `the replayed call of ${key}`).toEqual(calls[0]!.body);
       }
-      expect(new Set(target.calls.map((c) => c.body.values.n)).size).toBe(messages);
+      expect(new Set(calls().map((c) => c.body.values.n)).size).toBe(messages);
     } finally {
       server.child.kill('SIGKILL');
       await server.exited;

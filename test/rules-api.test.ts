@@ -1,8 +1,8 @@
 import fs from 'node:fs';
-import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { expectApiError } from './support/api-errors.js';
+import { startHttpReceiver } from './support/http-receiver.js';
 import { TestServer, tempDir, waitFor, type CreatedDevice } from './support/test-server.js';
 
 type Series = Record<string, { ts: number; value: unknown }[]>;
@@ -59,15 +59,9 @@ describe('rules over the API, end to end', () => {
   });
 
   it('refuses a rule whose id exists, invalid JSON and invalid rules, naming the rule, node and path', async () => {
-    const dup = await server.api('POST', '/api/rules', saveDoubled('double', 3));
-    expect(dup.status).toBe(400);
-    expect(((await dup.json()) as { error: string }).error).toMatch(/^rule "double" \(id\): a rule with this id already exists/);
-    const notJson = await server.api('POST', '/api/rules', '{"id": "x", "nodes": [', {});
-    expect(notJson.status).toBe(400);
-    expect(((await notJson.json()) as { error: string }).error).toMatch(/not valid JSON/);
-    const bad = await server.api('POST', '/api/rules', { id: 'bad', nodes: [{ id: 'f', type: 'filter', if: 'values.t >' }] });
-    expect(bad.status).toBe(400);
-    expect(((await bad.json()) as { error: string }).error).toMatch(/^rule "bad", node "f" \(nodes\[0\]\.if\): /);
+    await expectApiError(server.api('POST', '/api/rules', saveDoubled('double', 3)), 400, /^rule "double" \(id\): a rule with this id already exists/);
+    await expectApiError(server.api('POST', '/api/rules', '{"id": "x", "nodes": [', {}), 400, /not valid JSON/);
+    await expectApiError(server.api('POST', '/api/rules', { id: 'bad', nodes: [{ id: 'f', type: 'filter', if: 'values.t >' }] }), 400, /^rule "bad", node "f" \(nodes\[0\]\.if\): /);
     expect((await server.api('GET', '/api/rules/bad')).status).toBe(404);
   });
 
@@ -77,9 +71,7 @@ describe('rules over the API, end to end', () => {
     const at = await publish(3);
     expect((await series('t_x')).t_x!.find((p) => p.ts === at)!.value).toBe(30);
 
-    const invalid = await server.api('PUT', '/api/rules/double', { nodes: [{ id: 'x', type: 'nope' }] });
-    expect(invalid.status).toBe(400);
-    expect(((await invalid.json()) as { error: string }).error).toMatch(/^rule "double", node "x" \(nodes\[0\]\.type\): unknown node kind/);
+    await expectApiError(server.api('PUT', '/api/rules/double', { nodes: [{ id: 'x', type: 'nope' }] }), 400, /^rule "double", node "x" \(nodes\[0\]\.type\): unknown node kind/);
     const after = await publish(4);
     expect((await series('t_x')).t_x!.find((p) => p.ts === after)!.value).toBe(40);
 
@@ -108,9 +100,7 @@ describe('rules over the API, end to end', () => {
     expect((await server.api('DELETE', '/api/rules/double')).status).toBe(204);
     expect((await server.api('GET', '/api/rules/double')).status).toBe(404);
     expect((await server.api('DELETE', '/api/rules/double')).status).toBe(404);
-    const fileRule = await server.api('DELETE', '/api/rules/from-file');
-    expect(fileRule.status).toBe(409);
-    expect(((await fileRule.json()) as { error: string }).error).toMatch(/comes from .*from-file\.json/);
+    await expectApiError(server.api('DELETE', '/api/rules/from-file'), 409, /comes from .*from-file\.json/);
   });
 
   it('republishes to MQTT subscribers under rules/', async () => {
@@ -127,28 +117,18 @@ describe('rules over the API, end to end', () => {
   });
 
   it('posts to a webhook, retrying after a failure', async () => {
-    const bodies: string[] = [];
-    let calls = 0;
-    const hook = http.createServer((req, res) => {
-      let body = '';
-      req.on('data', (d: Buffer) => { body += d.toString(); });
-      req.on('end', () => {
-        calls++;
-        if (calls === 1) return void res.writeHead(503).end();
-        bodies.push(body);
-        res.writeHead(204).end();
-      });
-    });
-    await new Promise<void>((resolve) => hook.listen(0, '127.0.0.1', resolve));
-    const url = `http://127.0.0.1:${(hook.address() as AddressInfo).port}/hook`;
+    // The first call is refused with a 503, the next ones accepted.
+    const hook = await startHttpReceiver((_req, n) => (n === 1 ? 503 : 204));
     try {
-      await server.json('POST', '/api/rules', { id: 'hook', devices: { ids: [device.id] }, nodes: [{ id: 'w', type: 'webhook', url, retries: 3 }] });
+      await server.json('POST', '/api/rules', { id: 'hook', devices: { ids: [device.id] }, nodes: [{ id: 'w', type: 'webhook', url: hook.url, retries: 3 }] });
       const at = await publish(8);
-      await waitFor('the webhook to succeed', () => (bodies.length > 0 ? true : undefined), 10_000);
-      expect(calls).toBe(2);
-      expect(JSON.parse(bodies[0]!)).toMatchObject({ deviceId: device.id, ts: at, values: { t: 8 } });
+      const [refused, accepted] = await hook.waitForRequests(2, 10_000);
+      expect(accepted!.body).toBe(refused!.body);
+      expect(accepted!.json()).toMatchObject({ deviceId: device.id, ts: at, values: { t: 8 } });
+      await waitFor('the webhook call counted as sent', async () => /sluice_webhook_requests\{outcome="sent"\} 1\b/.test(await (await fetch(`${server.baseUrl}/metrics`)).text()));
+      expect(hook.requests).toHaveLength(2);
     } finally {
-      hook.close();
+      await hook.close();
     }
   });
 

@@ -1,68 +1,70 @@
-import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
-import { pino } from 'pino';
-import { afterAll, describe, expect, it } from 'vitest';
-import { testConfig } from '../server/src/config.js';
-import { startSluice, type Sluice } from '../server/src/sluice.js';
 import net from 'node:net';
+import { afterAll, describe, expect, it } from 'vitest';
 import { backoffDelay } from '../devices-sim/src/backoff.js';
 import { planDevices } from '../devices-sim/src/device-plan.js';
 import { Fleet } from '../devices-sim/src/fleet.js';
 import { LoadFleet } from '../devices-sim/src/load.js';
 import { simOptions } from '../devices-sim/src/options.js';
 import { runSimulation } from '../devices-sim/src/simulation.js';
+import { TestServer, tempDir, waitFor } from './support/test-server.js';
 
 type Series = Record<string, Array<{ ts: number; value: unknown }>>;
 
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
-
 describe('the simulator across a broker restart', () => {
-  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'sluice-sim-restart-'));
-  let sluice: Sluice | undefined;
-  afterAll(async () => {
-    await sluice?.stop();
-    fs.rmSync(dataDir, { recursive: true, force: true });
-  });
+  const dataDir = tempDir('sluice-sim-restart-');
+  let server: TestServer | undefined;
+  afterAll(async () => { await server?.stop(); });
 
   it.each([['a realistic fleet', false], ['load mode', true]])('%s reconnects with backoff and goes on publishing', async (_name, load) => {
-    sluice = await startSluice(testConfig({ dataDir }), pino({ level: 'silent' }));
-    const ports = sluice.ports;
+    server = await TestServer.start({ dataDir });
+    const ports = server.sluice.ports;
+    const prefix = load ? 'back-load-' : 'back-';
     const lines: string[] = [];
     const stop = new AbortController();
     const run = runSimulation(simOptions({
-      url: `http://127.0.0.1:${ports.http}`, mqttUrl: `mqtt://127.0.0.1:${ports.mqtt}`, adminToken: sluice.adminToken,
-      prefix: load ? 'back-load-' : 'back-', devices: 4, rate: 20, qos: 1, load, reconnectMaxMs: 1000,
+      url: server.baseUrl, mqttUrl: server.mqttUrl, adminToken: server.adminToken,
+      prefix, devices: 4, rate: 20, qos: 1, load, reconnectMaxMs: 1000,
     }), { signal: stop.signal, report: (line) => lines.push(line), progressIntervalMs: 100 });
-
-    await expect.poll(() => lines.some((l) => l.includes('connected 4/4')), { timeout: 5000 }).toBe(true);
-    await sleep(300);
-    await sluice.stop();
-    sluice = undefined;
-    lines.length = 0;
-    await expect.poll(() => lines.some((l) => l.includes('connected 0/4')), { timeout: 5000 }).toBe(true);
-    await sleep(1500); // a few failed attempts while the broker is away
-    const restartedAt = Date.now();
-    sluice = await startSluice(testConfig({ dataDir, mqttPort: ports.mqtt, httpPort: ports.http }), pino({ level: 'silent' }));
-    // With waits capped at 1 s (plus jitter), every device is back within a couple of seconds.
-    await expect.poll(() => lines.some((l) => l.includes('connected 4/4')), { timeout: 5000 }).toBe(true);
-    await sleep(500);
-    stop.abort();
-    const summary = await run;
-    await sluice.storageCaughtUp();
-
-    expect(summary.disconnects).toBeGreaterThanOrEqual(4);
-    const devices = await (await fetch(`http://127.0.0.1:${ports.http}/api/devices`, { headers: { authorization: `Bearer ${sluice.adminToken}` } })).json() as Array<{ id: string; name: string; type: string }>;
-    const ours = devices.filter((d) => d.name.startsWith(load ? 'back-load-' : 'back-') && (load || !d.name.startsWith('back-load-')));
-    expect(ours).toHaveLength(4);
-    for (const d of ours) {
-      const key = d.type === 'machine' ? 'rpm' : d.type === 'tracker' ? 'battery' : 'temperature';
-      const res = await fetch(`http://127.0.0.1:${ports.http}/api/devices/${d.id}/telemetry?keys=${key}&from=${restartedAt}&limit=1000`, { headers: { authorization: `Bearer ${sluice.adminToken}` } });
-      const points = ((await res.json()) as Series)[key] ?? [];
-      expect(points.length, `${d.name} published after the restart`).toBeGreaterThan(0);
+    try {
+      await waitFor('4/4 connected', () => lines.some((l) => l.includes('connected 4/4')), 5000);
+      const ours = async (on: TestServer) => (await on.json<Array<{ id: string; name: string; type: string }>>('GET', '/api/devices'))
+        .filter((d) => d.name.startsWith(prefix) && (load || !d.name.startsWith('back-load-')));
+      const keyOf = (d: { type: string }) => (d.type === 'machine' ? 'rpm' : d.type === 'tracker' ? 'battery' : 'temperature');
+      /** Whether every device of this run has a point stored at or after `from`. */
+      const allStoredSince = async (on: TestServer, from: number) => {
+        const devices = await ours(on);
+        if (devices.length !== 4) return false;
+        for (const d of devices) {
+          const series = await on.json<Series>('GET', `/api/devices/${d.id}/telemetry?keys=${keyOf(d)}&from=${from}&limit=1000`);
+          if ((series[keyOf(d)] ?? []).length === 0) return false;
+        }
+        return true;
+      };
+      const first = server;
+      await waitFor('every device publishing before the broker goes away', async () => { await first.sluice.storageCaughtUp(); return allStoredSince(first, 0); }, 5000);
+      await server.stop();
+      server = undefined;
+      lines.length = 0;
+      const errorsIn = (line: string | undefined) => Number(/errors (\d+)/.exec(line ?? '')?.[1] ?? NaN);
+      const down = await waitFor('connected 0/4', () => lines.find((l) => l.includes('connected 0/4')), 5000);
+      // Two failed attempts a device while the broker is away, so the reconnect below comes after backoff.
+      await waitFor('8 failed connection attempts', () => errorsIn(lines.at(-1)) >= errorsIn(down) + 8, 5000);
+      const restartedAt = Date.now();
+      server = await TestServer.start({ dataDir, mqttPort: ports.mqtt, httpPort: ports.http });
+      // With waits capped at 1 s (plus jitter), every device is back within a couple of seconds.
+      await waitFor('4/4 connected again', () => lines.some((l) => l.includes('connected 4/4')), 5000);
+      const second = server;
+      await waitFor('every device publishing after the restart', async () => { await second.sluice.storageCaughtUp(); return allStoredSince(second, restartedAt); }, 5000);
+      stop.abort();
+      const summary = await run;
+      expect(summary.disconnects).toBeGreaterThanOrEqual(4);
+      expect(await ours(server)).toHaveLength(4);
+    } finally {
+      stop.abort();
+      await run.catch(() => {});
     }
-    await sluice.stop();
-    sluice = undefined;
+    await server.stop();
+    server = undefined;
   }, 30_000);
 });
 
@@ -92,12 +94,19 @@ describe('reconnection backoff', () => {
   it.each([['a realistic fleet (mqtt.js)', false], ['load mode', true]])('%s waits longer after each failed attempt, up to the cap', async (_name, load) => {
     const server = await hangUpServer();
     const mqttUrl = `mqtt://127.0.0.1:${server.port}`;
-    const fleet = load
-      ? await LoadFleet.start([device], { mqttUrl, qos: 1, rate: 1, inflight: 1, seed: 1, backoff, form: 'ts', late: 0, malformed: 0, anomalies: 0 })
-      : Fleet.start([device], { mqttUrl, qos: 1, rate: 1, seed: 1, backoff });
-    await sleep(2000);
-    await fleet.stop(0);
-    await server.close();
+    try {
+      const fleet = load
+        ? await LoadFleet.start([device], { mqttUrl, qos: 1, rate: 1, inflight: 1, seed: 1, backoff, form: 'ts', late: 0, malformed: 0, anomalies: 0 })
+        : Fleet.start([device], { mqttUrl, qos: 1, rate: 1, seed: 1, backoff });
+      try {
+        // 8 attempts: the waits after the first four have reached the cap (at most 40 + 80 + 160 + 320 ms, then 320 ms each).
+        await waitFor('8 connection attempts', () => server.attempts.length >= 8, 5000);
+      } finally {
+        await fleet.stop(0);
+      }
+    } finally {
+      await server.close();
+    }
     expectBackoff(server.attempts);
   });
 

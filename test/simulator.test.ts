@@ -1,6 +1,4 @@
 import { execFile } from 'node:child_process';
-import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { pino } from 'pino';
@@ -12,6 +10,7 @@ import { OptionError, parseSimArgs, simOptions, type SimOptions } from '../devic
 import { machine, profileForIndex, roomSensor, tracker } from '../devices-sim/src/profiles.js';
 import { deriveSeed, mulberry32 } from '../devices-sim/src/random.js';
 import { runSimulation, type SimulationSummary } from '../devices-sim/src/simulation.js';
+import { tempDir } from './support/test-server.js';
 
 const repoRoot = path.resolve(import.meta.dirname, '..');
 
@@ -37,22 +36,18 @@ describe('the device simulator against a real Sluice', () => {
   };
 
   beforeAll(async () => {
-    dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'sluice-sim-test-'));
+    dataDir = tempDir('sluice-sim-test-');
     sluice = await startSluice(testConfig({ dataDir }), pino({ level: 'silent' }));
     options = simOptions({
       url: `http://127.0.0.1:${sluice.ports.http}`, mqttUrl: `mqtt://127.0.0.1:${sluice.ports.mqtt}`,
       adminToken: sluice.adminToken, devices: 3, rate: 5, qos: 1, seed: 7, prefix: 'simtest-',
     });
-    const stop = new AbortController();
-    setTimeout(() => stop.abort(), 2000);
-    summary = await runSimulation(options, { signal: stop.signal });
+    // A run of a given length: that it publishes for about 2 s is what the tests below count on.
+    summary = await runSimulation({ ...options, durationSec: 2 });
     await sluice.storageCaughtUp();
   });
 
-  afterAll(async () => {
-    await sluice?.stop();
-    if (dataDir) fs.rmSync(dataDir, { recursive: true, force: true });
-  });
+  afterAll(async () => { await sluice?.stop(); });
 
   it('creates its devices with their profile as type and site/floor attributes', async () => {
     const devices = await api<DeviceJson[]>('/api/devices');
@@ -84,10 +79,8 @@ describe('the device simulator against a real Sluice', () => {
 
   it('sends the fractions of late and malformed messages it is asked for, in the payload form asked for', async () => {
     const rejectedBefore = await rejectedCount();
-    const stop = new AbortController();
-    setTimeout(() => stop.abort(), 2000);
     const startedAt = Date.now();
-    const run = await runSimulation({ ...options, prefix: 'faulty-', devices: 5, rate: 40, form: 'array', late: 0.3, malformed: 0.2 }, { signal: stop.signal });
+    const run = await runSimulation({ ...options, prefix: 'faulty-', devices: 5, rate: 40, form: 'array', late: 0.3, malformed: 0.2, durationSec: 2 });
     await sluice.storageCaughtUp();
     const rejected = (await rejectedCount()) - rejectedBefore;
     expect(run.sent).toBeGreaterThan(200);

@@ -1,11 +1,9 @@
-import fs from 'node:fs';
-import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { AlarmOutbox } from '../server/src/alarms/alarm-outbox.js';
 import { compileRule } from '../server/src/rules/compiler.js';
 import { WebhookSender, type WebhookRequest } from '../server/src/rules/webhook-sender.js';
 import { openDatabase } from '../server/src/storage/database.js';
+import { startHttpReceiver } from './support/http-receiver.js';
 import { silentLogger, tempDir, waitFor } from './support/test-server.js';
 
 /**
@@ -15,36 +13,10 @@ import { silentLogger, tempDir, waitFor } from './support/test-server.js';
  * being durable, wait in their table instead of being dropped.
  */
 
-/** A real HTTP server that takes requests and never answers them; counts them. */
-async function hungServer() {
-  let received = 0;
-  const server = http.createServer((req) => {
-    received++;
-    req.resume();
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return {
-    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/hook`,
-    get received() { return received; },
-    close: () => new Promise<void>((resolve) => { server.closeAllConnections(); server.close(() => resolve()); }),
-  };
-}
-
-/** A real HTTP server that answers 200 at once, and lists what it received. */
-async function okServer() {
-  const bodies: string[] = [];
-  const server = http.createServer((req, res) => {
-    let body = '';
-    req.on('data', (d: Buffer) => { body += d.toString(); });
-    req.on('end', () => { bodies.push(body); res.writeHead(200).end(); });
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return {
-    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/ok`,
-    bodies,
-    close: () => new Promise<void>((resolve) => { server.closeAllConnections(); server.close(() => resolve()); }),
-  };
-}
+/** A receiver that never answers. */
+const hungServer = () => startHttpReceiver(() => 'hang');
+/** A receiver that answers 200 at once. */
+const okServer = () => startHttpReceiver(() => 200, '/ok');
 
 const cleanups: (() => Promise<void> | void)[] = [];
 afterEach(async () => {
@@ -62,12 +34,12 @@ describe('webhook calls are bounded per target', () => {
     cleanups.push(() => sender.close());
     for (let i = 0; i < 10; i++) sender.send(request(hung.url, i, 1000));
     expect(sender.stats).toMatchObject({ dropped: 5, pending: 5, in_flight: 2, queued: 3 });
-    await waitFor('the first two calls to arrive', () => (hung.received >= 2 ? true : undefined));
+    await hung.waitForRequests(2, 5000);
     // The queued three wait for a slot: none starts before the first attempts time out.
-    expect(hung.received).toBe(2);
+    expect(hung.requests.length).toBe(2);
     await waitFor('every call kept to time out', () => (sender.stats.failed === 5 ? true : undefined), 15_000);
     expect(sender.stats).toMatchObject({ timed_out: 5, pending: 0, in_flight: 0, queued: 0, dropped: 5 });
-    expect(hung.received).toBe(5);
+    expect(hung.requests.length).toBe(5);
   });
 
   it('another target is not held up by the hung one', async () => {
@@ -79,8 +51,8 @@ describe('webhook calls are bounded per target', () => {
     for (let i = 0; i < 50; i++) sender.send(request(hung.url, i, 5000));
     sender.send(request(ok.url, 1));
     await waitFor('the call to the answering target', () => (sender.stats.sent === 1 ? true : undefined), 3000);
-    expect(ok.bodies).toEqual([JSON.stringify({ n: 1 })]);
-    expect(hung.received).toBeLessThanOrEqual(2);
+    expect(ok.requests.map((r) => r.body)).toEqual([JSON.stringify({ n: 1 })]);
+    expect(hung.requests.length).toBeLessThanOrEqual(2);
   });
 
   it('no attempt waits longer than the server\'s timeout, whatever the node asked', async () => {
@@ -105,18 +77,18 @@ describe('alarm notifications are bounded per target, never dropped', () => {
     const ok = await okServer();
     const dir = tempDir();
     const db = openDatabase(dir);
-    cleanups.push(hung.close, ok.close, () => fs.rmSync(dir, { recursive: true, force: true }), () => { db.close(); });
+    cleanups.push(hung.close, ok.close, () => { db.close(); });
     const outbox = new AlarmOutbox(db, silentLogger, { firstMs: 60_000, maxMs: 60_000 }, Date.now, { maxInFlightPerTarget: 2, timeoutMs: 300 });
     cleanups.push(() => outbox.stop());
     for (let i = 0; i < 20; i++) outbox.add(`alarm-${i}`, hung.url, { change: 'created', n: i });
     outbox.add('alarm-ok', ok.url, { change: 'created' });
     await outbox.deliverDue();
-    expect(hung.received).toBe(2);
-    expect(ok.bodies).toHaveLength(1);
+    expect(hung.requests.length).toBe(2);
+    expect(ok.requests).toHaveLength(1);
     expect(outbox.stats).toMatchObject({ delivered: 1, failedAttempts: 2, pending: 20, inFlight: 0 });
     // The rest are still due and go out two at a time; none is dropped.
     await outbox.deliverDue();
-    expect(hung.received).toBe(4);
+    expect(hung.requests.length).toBe(4);
     expect(outbox.stats).toMatchObject({ failedAttempts: 4, pending: 20 });
   });
 });

@@ -4,7 +4,7 @@ import { Server } from 'socket.io';
 import { io as connectClient, type Socket } from 'socket.io-client';
 import { afterEach, describe, expect, it } from 'vitest';
 import { writeFramesTogetherForClients } from '../server/src/realtime/websocket-frames.js';
-import { TestServer } from './support/test-server.js';
+import { TestServer, within } from './support/test-server.js';
 
 /** A real socket.io server on port 0; counts the TCP writes made to each client. */
 async function startCountingServer(batch: boolean): Promise<{ io: Server; url: string; writes: () => number; close: () => Promise<void> }> {
@@ -36,7 +36,7 @@ async function burstOf(events: number, batch: boolean): Promise<{ received: numb
     const all = new Promise<void>((resolve) => client.on('telemetry', (e: { n: number }) => { received.push(e.n); if (received.length === events) resolve(); }));
     const before = server.writes();
     for (let n = 0; n < events; n++) server.io.emit('telemetry', { n });
-    await all;
+    await within(5000, `${events} telemetry events`, all);
     return { received, writes: server.writes() - before };
   } finally {
     client.close();
@@ -59,8 +59,9 @@ describe('websocket frames written together', () => {
     let server: TestServer | undefined;
     const sockets: Socket[] = [];
     afterEach(async () => {
-      for (const s of sockets) s.close();
+      for (const s of sockets.splice(0)) s.close();
       await server?.stop();
+      server = undefined;
     });
 
     it('pushes every entry of a large message as its own telemetry event, in order', async () => {
@@ -73,9 +74,12 @@ describe('websocket frames written together', () => {
       const entries = Array.from({ length: 300 }, (_, i) => ({ ts: 1_000 + i, values: { i } }));
       const events: { deviceId: string; ts: number; values: { i: number } }[] = [];
       const all = new Promise<void>((resolve) => socket.on('telemetry', (e: (typeof events)[number]) => { events.push(e); if (events.length === entries.length) resolve(); }));
-      await client.publishAsync('v1/devices/me/telemetry', JSON.stringify(entries), { qos: 1 });
-      await all;
-      client.end(true);
+      try {
+        await client.publishAsync('v1/devices/me/telemetry', JSON.stringify(entries), { qos: 1 });
+        await within(10_000, 'every entry as a telemetry event', all);
+      } finally {
+        client.end(true);
+      }
       expect(events).toEqual(entries.map((e) => ({ deviceId: device.id, ts: e.ts, values: e.values })));
     });
   });

@@ -1,6 +1,7 @@
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import { afterEach, describe, expect, it } from 'vitest';
+import { DURABLE_CHECKPOINT_EVERY_MS } from '../server/src/storage/durable-checkpoint.js';
 import { TestServer, waitFor } from './support/test-server.js';
 
 interface LogState { groups: { name: string; partitions: { partition: number; committed: number | null }[] }[] }
@@ -39,8 +40,9 @@ describe('the rules-windows group commits only what SQLite made durable', () => 
         return (series.w_avg_t ?? []).length >= 3 ? series.w_avg_t : undefined;
       }, 10_000);
       expect(saved!.slice(0, 3).map((p) => p.value)).toEqual([15, 30, 40]);
-      // Several WAL checkpoints (every 250 ms) have been tried since; none could be complete.
-      await new Promise((resolve) => setTimeout(resolve, 1000));
+      // A negative check, so a wait of fixed length (nothing shows a checkpoint that was tried and
+      // came out incomplete): three checkpoint intervals, each trying one, none able to complete.
+      await new Promise((resolve) => setTimeout(resolve, 3 * DURABLE_CHECKPOINT_EVERY_MS));
       expect(await committedOf(server, 'rules-windows'), 'offsets committed over saves that a lost WAL would take').toBe(before);
     } finally {
       reader.prepare('ROLLBACK').run();

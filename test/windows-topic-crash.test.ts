@@ -1,29 +1,16 @@
-import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import mqtt from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startChildSluice, type ChildServer } from './support/child-server.js';
 import { childApi, childRulesCaughtUp } from './support/qos1-streams.js';
-import { tempDir, waitFor } from './support/test-server.js';
+import { startHttpReceiver, type HttpReceiver } from './support/http-receiver.js';
+import { tempDir, waitFor, within } from './support/test-server.js';
 
 const ADMIN = 'windows-topic-admin';
 const BASE_TS = 1_700_000_000_000;
 
 interface Call { key: string; metadata: { windowStart: number; update: boolean } }
-
-/** The webhook target of the `"input": "windows"` rule: one call per windows-topic record it read. */
-async function startTarget(): Promise<{ url: string; calls: Call[]; close: () => void }> {
-  const calls: Call[] = [];
-  const server = http.createServer((req, res) => {
-    let body = '';
-    req.on('data', (d: Buffer) => { body += d.toString(); });
-    req.on('end', () => { calls.push(JSON.parse(body) as Call); res.writeHead(200).end(); });
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/windows`, calls, close: () => server.close() };
-}
 
 const windowsEnd = async (server: ChildServer): Promise<number> => {
   const l = await childApi<{ topics: { name: string; partitions: { endOffset: number }[] }[] }>(server, ADMIN, 'GET', '/api/log');
@@ -31,9 +18,10 @@ const windowsEnd = async (server: ChildServer): Promise<number> => {
 };
 
 describe('the windows topic after kill -9', () => {
-  let target: Awaited<ReturnType<typeof startTarget>>;
-  beforeAll(async () => { target = await startTarget(); });
-  afterAll(() => target.close());
+  /** The webhook target of the `"input": "windows"` rule: one call per windows-topic record it read. */
+  let target: HttpReceiver;
+  beforeAll(async () => { target = await startHttpReceiver(() => 200, '/windows'); });
+  afterAll(() => target?.close());
 
   it('holds each window result once: what the resume from the checkpoint emits again is not appended a second time', async () => {
     const dataDir = tempDir();
@@ -78,8 +66,8 @@ describe('the windows topic after kill -9', () => {
       await server.exited;
       sending = false;
       client.end(true);
-      // A publish in flight when the server died may never settle: the lane is not waited for long.
-      await Promise.race([sender, new Promise((resolve) => setTimeout(resolve, 2000))]);
+      // The forced end fails the publish in flight (its PUBACK never came): the lane ends at once.
+      await within(2000, 'the end of the publishing lane', sender);
 
       server = await startChildSluice(dataDir, args);
       await childRulesCaughtUp(server, ADMIN);
@@ -95,7 +83,7 @@ describe('the windows topic after kill -9', () => {
       // A record read twice by the rules-windows group (its offsets trail) keeps its key; a result
       // appended twice would come with a second key.
       const keysByWindow = new Map<number, Set<string>>();
-      for (const call of target.calls) {
+      for (const call of target.bodies<Call>()) {
         if (call.metadata.update) continue;
         keysByWindow.set(call.metadata.windowStart, (keysByWindow.get(call.metadata.windowStart) ?? new Set()).add(call.key));
       }

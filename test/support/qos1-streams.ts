@@ -1,6 +1,8 @@
 import mqtt from 'mqtt';
 import type { ChildServer } from './child-server.js';
-import { waitFor } from './test-server.js';
+import { RULES_GROUP, WINDOW_RULES_GROUP } from '../../server/src/rules/rules-consumer.js';
+import { waitForZeroLag } from './consumer-lag.js';
+import { within } from './test-server.js';
 
 /**
  * QoS 1 telemetry from each device in `lanes` parallel streams, numbered from 0 (`{"ts": baseTs + n,
@@ -33,11 +35,14 @@ export async function streamSequences(mqttPort: number, tokens: string[], baseTs
     sent,
     acked,
     total: () => acked.reduce((s, a) => s + a.size, 0),
-    /** Stops sending and closes the clients; waits (2 s at most) for the lanes to end. */
+    /**
+     * Stops sending and closes the clients; the lanes end at once (a forced end fails every
+     * publish still waiting for its PUBACK), and a lane that does not within 2 s fails the test.
+     */
     async stop(): Promise<void> {
       stopped = true;
       for (const c of clients) c.end(true);
-      await Promise.race([Promise.all(streams), new Promise((r) => setTimeout(r, 2000))]);
+      await within(2000, 'the end of the publishing lanes', Promise.all(streams));
     },
   };
 }
@@ -53,9 +58,5 @@ export async function childApi<T>(server: ChildServer, adminToken: string, metho
 
 /** Waits until a child server's rules groups (`rules`, `rules-windows`) have handled everything in the log now. */
 export async function childRulesCaughtUp(server: ChildServer, adminToken: string, timeoutMs = 15_000): Promise<void> {
-  await waitFor('the rules groups to catch up', async () => {
-    const log = await childApi<{ groups: { name: string; partitions: { lag: number }[] }[] }>(server, adminToken, 'GET', '/api/log');
-    const rules = log.groups.filter((g) => g.name === 'rules' || g.name === 'rules-windows');
-    return rules.length > 0 && rules.every((g) => g.partitions.every((p) => p.lag === 0)) ? true : undefined;
-  }, timeoutMs);
+  await waitForZeroLag({ baseUrl: `http://127.0.0.1:${server.ports.http}`, adminToken }, [RULES_GROUP, WINDOW_RULES_GROUP], timeoutMs);
 }

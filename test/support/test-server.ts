@@ -45,6 +45,11 @@ export class TestServer {
     return `http://127.0.0.1:${this.sluice.ports.http}`;
   }
 
+  /** The operator token, so a TestServer is an OperatorApi (test/support/consumer-lag.ts). */
+  get adminToken(): string {
+    return this.sluice.adminToken;
+  }
+
   get mqttUrl(): string {
     return `mqtt://127.0.0.1:${this.sluice.ports.mqtt}`;
   }
@@ -59,6 +64,7 @@ export class TestServer {
     return fetch(`${this.baseUrl}${route}`, init);
   }
 
+  /** An operator request whose JSON answer is returned; rejects on a non-2xx answer. */
   async json<T = unknown>(method: string, route: string, body?: unknown): Promise<T> {
     const res = await this.api(method, route, body);
     if (!res.ok) throw new Error(`${method} ${route} → ${res.status} ${await res.text()}`);
@@ -80,6 +86,7 @@ export class TestServer {
   }
 }
 
+/** An MQTT client connected to `url` (no reconnects); rejects if the CONNECT fails. */
 export function connectMqtt(url: string, options: IClientOptions): Promise<MqttClient> {
   return new Promise((resolve, reject) => {
     const client = mqtt.connect(url, { reconnectPeriod: 0, connectTimeout: 5000, ...options });
@@ -91,6 +98,7 @@ export function connectMqtt(url: string, options: IClientOptions): Promise<MqttC
   });
 }
 
+/** Polls `check` every 25 ms until it gives a value other than undefined or false; rejects after `timeoutMs` (with its last error, if it threw). */
 export function waitFor<T>(what: string, check: () => Promise<T | undefined> | T | undefined, timeoutMs = 5000): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   return new Promise((resolve, reject) => {
@@ -106,6 +114,13 @@ export function waitFor<T>(what: string, check: () => Promise<T | undefined> | T
     };
     void attempt();
   });
+}
+
+/** The promise's value, or a failure naming what did not happen within `ms`. */
+export function within<T>(ms: number, what: string, promise: Promise<T>): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => { timer = setTimeout(() => reject(new Error(`${what} did not happen within ${ms} ms`)), ms); });
+  return Promise.race([promise, late]).finally(() => clearTimeout(timer));
 }
 
 /** A logger that keeps every line it logs, parsed, for tests that check what was reported. */
