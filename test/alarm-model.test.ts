@@ -1,4 +1,5 @@
-import { describe, expect, it } from 'vitest';
+import type { Logger } from 'pino';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { runningAlarmNode } from '../server/src/alarms/alarm-node-spec.js';
 import { AlarmOutbox } from '../server/src/alarms/alarm-outbox.js';
 import { AlarmService } from '../server/src/alarms/alarm-service.js';
@@ -8,7 +9,7 @@ import type { RuleMessage, RuleSinks } from '../server/src/rules/message.js';
 import { RuleEngine } from '../server/src/rules/rule-engine.js';
 import type { RuleInput } from '../server/src/rules/rule-schema.js';
 import { openDatabase } from '../server/src/storage/database.js';
-import { silentLogger, tempDir } from './support/test-server.js';
+import { capturingLogger, silentLogger, tempDir } from './support/test-server.js';
 
 const device = { id: 'dev-1', name: 'dev-1', type: 'thermo', attributes: {} };
 const alarmRule = (alarm: Record<string, unknown>, input: RuleInput = 'telemetry') => ({ id: 'r', input, nodes: [{ id: 'a', type: 'alarm', alarm }] });
@@ -17,7 +18,7 @@ const alarmRule = (alarm: Record<string, unknown>, input: RuleInput = 'telemetry
  * The rule engine, an alarm node and the alarm service over a real SQLite file, with the server's
  * clock in the test's hands; `restart()` makes a new service over the same database, as a restart does.
  */
-function alarmsOver() {
+function alarmsOver(logger: Logger = silentLogger) {
   const db = openDatabase(tempDir());
   const engine = new RuleEngine();
   const outbox = new AlarmOutbox(db, silentLogger);
@@ -27,7 +28,7 @@ function alarmsOver() {
   const make = () => new AlarmService(db, outbox, {
     changed: (alarm, change) => changes.push({ change, alarm: { ...alarm } }),
     notify: (_alarm, change) => notified.push(change),
-  }, silentLogger, { now: () => now, alarmNode: (rule, node) => runningAlarmNode(engine.get(rule), node) });
+  }, logger, { now: () => now, alarmNode: (rule, node) => runningAlarmNode(engine.get(rule), node) });
   let service = make();
   const sinks: RuleSinks = {
     save() {}, republish() {}, webhook() {}, window() {}, log() {},
@@ -35,7 +36,7 @@ function alarmsOver() {
   };
   let nextOffset = 0;
   return {
-    engine, changes, notified,
+    db, engine, changes, notified,
     get service() { return service; },
     put: (doc: unknown) => engine.put(compileRule(doc, sinks)),
     /** One message per point, each at the next offset unless the point says where. */
@@ -50,6 +51,9 @@ function alarmsOver() {
     restart() { service = make(); },
     alarms: () => service.store.query({ from: 0, to: Number.MAX_SAFE_INTEGER, limit: 1000 }),
     outboxRows: () => db.prepare('SELECT count(*) FROM alarm_outbox').pluck().get() as number,
+    /** The webhook notifications queued, oldest first. */
+    outbox: () => (db.prepare('SELECT url, payload FROM alarm_outbox ORDER BY rowid').all() as { url: string; payload: string }[])
+      .map((r) => ({ url: r.url, ...(JSON.parse(r.payload) as { change: string; alarm: Record<string, unknown> }) })),
   };
 }
 
@@ -225,3 +229,209 @@ describe('alarms on window results', () => {
     expect(a.alarms()).toMatchObject([{ startTs: 120_000, count: 1 }]);
   });
 });
+
+describe('alarm service: streaks, clears and what it tells', () => {
+  afterEach(() => { vi.useRealTimers(); });
+
+  it('ends a streak on a message where the create condition does not hold: `times` counts again; without a clear condition the alarm stays open', () => {
+    const a = alarmsOver();
+    a.put(alarmRule({ type: 'Hot', severity: 'MINOR', create: 'values.t > 30', times: 2 }));
+    a.send([{ ts: 1000, t: 31 }, { ts: 2000, t: 25 }, { ts: 3000, t: 31 }]);
+    expect(a.alarms()).toEqual([]);
+    a.send([{ ts: 4000, t: 32 }]);
+    expect(a.alarms()).toMatchObject([{ startTs: 4000, count: 1, status: 'ACTIVE_UNACK' }]);
+    a.send([{ ts: 5000, t: 10 }, { ts: 6000, t: 5 }]);
+    expect(a.alarms()).toMatchObject([{ status: 'ACTIVE_UNACK', count: 1, clearTs: null }]);
+  });
+
+  it('clears the open alarm when its clear condition holds, once per message, and ends the streaks of every rule raising that type', () => {
+    const a = alarmsOver();
+    a.put({ id: 'r', nodes: [{ id: 'a', type: 'alarm', alarm: { type: 'Hot', severity: 'MAJOR', create: 'values.t > 40', clear: 'values.t < 20' } }] });
+    // Another rule raises the same type; it never sees the cold readings (its filter drops them).
+    a.put({ id: 'r2', nodes: [{ id: 'f', type: 'filter', if: 'values.t > 25' }, { id: 'a', type: 'alarm', alarm: { type: 'Hot', severity: 'MINOR', create: 'values.t > 30', times: 2 } }] });
+    a.send([{ ts: 1000, t: 31 }, { ts: 2000, t: 32 }]);
+    expect(a.alarms()).toMatchObject([{ status: 'ACTIVE_UNACK', severity: 'MINOR', startTs: 2000 }]);
+    a.send([{ ts: 3000, t: 10, offset: 100 }]);
+    expect(a.alarms()).toMatchObject([{ status: 'CLEARED_UNACK', clearTs: 3000 }]);
+    expect(a.changes.map((c) => c.change)).toEqual(['created', 'cleared']);
+    expect(a.notified).toEqual(['created', 'cleared']);
+    // r2's streak ended with the clear: one reading is not its two in a row.
+    a.send([{ ts: 4000, t: 33, offset: 101 }]);
+    expect(a.alarms().map((x) => x.status)).toEqual(['CLEARED_UNACK']);
+    a.send([{ ts: 5000, t: 34, offset: 102 }]);
+    expect(a.alarms().map((x) => [x.status, x.startTs])).toEqual([['ACTIVE_UNACK', 5000], ['CLEARED_UNACK', 2000]]);
+    // The clear read again after a crash (with what came after it already applied) clears nothing again.
+    a.send([{ ts: 3000, t: 10, offset: 100 }, { ts: 4000, t: 33, offset: 101 }, { ts: 5000, t: 34, offset: 102 }]);
+    expect(a.alarms().map((x) => [x.status, x.count])).toEqual([['ACTIVE_UNACK', 1], ['CLEARED_UNACK', 1]]);
+    expect(a.changes.map((c) => c.change)).toEqual(['created', 'cleared', 'created']);
+  });
+
+  it('does not let a clear that found no open alarm clear, when read again after a crash, the alarm another rule raised after it', () => {
+    const a = alarmsOver();
+    a.put({ id: 'r', nodes: [{ id: 'a', type: 'alarm', alarm: { type: 'Hot', severity: 'MAJOR', create: 'values.t > 40', clear: 'values.t < 20' } }] });
+    a.put({ id: 'r2', nodes: [{ id: 'f', type: 'filter', if: 'values.t > 25' }, { id: 'a', type: 'alarm', alarm: { type: 'Hot', severity: 'MINOR', create: 'values.t > 30' } }] });
+    a.send([{ ts: 1000, t: 10, offset: 0 }]); // nothing open to clear: no change
+    expect(a.changes).toEqual([]);
+    a.send([{ ts: 2000, t: 31, offset: 1 }]); // r2 raises
+    // The rules group's offsets were not committed: both records are read again.
+    a.send([{ ts: 1000, t: 10, offset: 0 }, { ts: 2000, t: 31, offset: 1 }]);
+    expect(a.alarms()).toMatchObject([{ status: 'ACTIVE_UNACK', count: 1, startTs: 2000 }]);
+    expect(a.changes.map((c) => c.change)).toEqual(['created']);
+  });
+
+  it('goes on updating the alarm a streak raised, also for a late reading from before its duration was met', () => {
+    const a = alarmsOver();
+    a.put(alarmRule({ type: 'Held', severity: 'MAJOR', create: 'values.t > 30', for: '1m' }));
+    a.send([{ ts: 0, t: 31 }, { ts: 90_000, t: 32 }]);
+    a.send([{ ts: 30_000, t: 33 }]);
+    expect(a.alarms()).toMatchObject([{ startTs: 60_000, lastTs: 90_000, count: 2 }]);
+  });
+
+  it('does not put a streak on the timer before its `times` are met', () => {
+    const a = alarmsOver();
+    a.put(alarmRule({ type: 'Held', severity: 'MAJOR', create: 'values.t > 30', for: '10s', times: 3 }));
+    a.at(0);
+    a.send([{ ts: 0, t: 31 }, { ts: 1000, t: 32 }]);
+    a.at(1_000_000);
+    expect(a.service.raiseDue()).toBe(0);
+    expect(a.alarms()).toEqual([]);
+  });
+
+  it('takes a streak whose rule went away off the due list: the timer looks at it once', () => {
+    const a = alarmsOver();
+    a.put(alarmRule({ type: 'Held', severity: 'MAJOR', create: 'values.t > 30', for: '10s' }));
+    a.at(0);
+    a.send([{ ts: 0, t: 31 }]);
+    a.engine.remove('r');
+    a.at(20_000);
+    expect(a.service.raiseDue()).toBe(1);
+    expect(a.service.raiseDue()).toBe(0);
+    expect(a.alarms()).toEqual([]);
+  });
+
+  it('raises a due alarm of a device whose clock is behind with its last time at the duration\'s end, in the device\'s time', () => {
+    const a = alarmsOver();
+    a.put(alarmRule({ type: 'Held', severity: 'MAJOR', create: 'values.t > 30', for: '1m' }));
+    a.at(10_000_000);
+    a.send([{ ts: 6_400_000, t: 31 }]);
+    a.at(10_060_000);
+    a.service.raiseDue();
+    expect(a.alarms()).toMatchObject([{ startTs: 6_460_000, lastTs: 6_460_000 }]);
+  });
+
+  it('ignores a window\'s late update (alarms on window results), but not a telemetry message that carries update: true', () => {
+    const windows = alarmsOver();
+    windows.put(alarmRule({ type: 'Warm', severity: 'MINOR', create: 'values.t > 30' }, 'windows'));
+    const update = { windowRule: 'w', windowNode: 'n', windowStart: 0, windowEnd: 60_000, update: true };
+    windows.send([{ ts: 60_000, t: 31, metadata: update }], 'windows');
+    expect(windows.alarms()).toEqual([]);
+    const telemetry = alarmsOver();
+    telemetry.put(alarmRule({ type: 'Warm', severity: 'MINOR', create: 'values.t > 30' }));
+    telemetry.send([{ ts: 1000, t: 31, metadata: { update: true } }]);
+    expect(telemetry.alarms()).toMatchObject([{ type: 'Warm' }]);
+  });
+
+  it('queues a webhook notification on create, escalate and clear (by its condition or an operator), and tells listeners and the log of every change', () => {
+    const { logger, lines } = capturingLogger();
+    const a = alarmsOver(logger);
+    const hook = 'http://127.0.0.1:9/hook';
+    a.put(alarmRule({ type: 'Hot', severity: 'MINOR', create: 'values.t > 30', clear: 'values.t < 20', escalate: [{ if: 'values.t > 40', severity: 'CRITICAL' }], webhook: hook }));
+    a.send([{ ts: 1000, t: 31 }, { ts: 2000, t: 32 }, { ts: 3000, t: 45 }, { ts: 4000, t: 10 }, { ts: 5000, t: 33 }]);
+    const second = a.alarms()[0]!;
+    expect(a.service.acknowledge(second.id)).toMatchObject({ status: 'ACTIVE_ACK' });
+    expect(a.service.clear(second.id)).toMatchObject({ status: 'CLEARED_ACK' });
+    const changes = ['created', 'updated', 'escalated', 'cleared', 'created', 'acknowledged', 'cleared'];
+    expect(a.changes.map((c) => c.change)).toEqual(changes);
+    expect(a.changes.at(-2)!.alarm).toMatchObject({ id: second.id, status: 'ACTIVE_ACK' });
+    expect(a.changes.at(-1)!.alarm).toMatchObject({ id: second.id, status: 'CLEARED_ACK' });
+    expect(a.notified).toEqual(['created', 'escalated', 'cleared', 'created', 'cleared']);
+    const queued = a.outbox();
+    expect(queued.map((q) => [q.url, q.change, q.alarm.status])).toEqual([
+      [hook, 'created', 'ACTIVE_UNACK'], [hook, 'escalated', 'ACTIVE_UNACK'], [hook, 'cleared', 'CLEARED_UNACK'], [hook, 'created', 'ACTIVE_UNACK'], [hook, 'cleared', 'CLEARED_ACK'],
+    ]);
+    // The payload is the alarm as the API shows it: no webhook URL in it.
+    expect(queued[1]!.alarm).toEqual({ ...publicFields(a.alarms()[1]!), lastTs: 3000, count: 3, status: 'ACTIVE_UNACK', clearTs: null, details: expect.any(Object) });
+    expect(queued.every((q) => !('webhook' in q.alarm))).toBe(true);
+    const logged = lines.filter((l) => typeof l.change === 'string');
+    expect(logged.map((l) => l.msg)).toEqual(changes.map((c) => `alarm ${c}: Hot`));
+    expect(logged[2]).toMatchObject({ level: 30, alarm: a.alarms()[1]!.id, type: 'Hot', originator: 'dev-1', severity: 'CRITICAL', change: 'escalated' });
+  });
+
+  it('queues nothing for an alarm without a webhook', () => {
+    const a = alarmsOver();
+    a.put(alarmRule({ type: 'Hot', severity: 'MINOR', create: 'values.t > 30', clear: 'values.t < 20', escalate: [{ if: 'values.t > 40', severity: 'CRITICAL' }] }));
+    a.send([{ ts: 1000, t: 31 }, { ts: 2000, t: 45 }, { ts: 3000, t: 10 }]);
+    expect(a.changes.map((c) => c.change)).toEqual(['created', 'escalated', 'cleared']);
+    expect(a.outboxRows()).toBe(0);
+  });
+
+  it('takes no write lock for a message that changes nothing, nor for a timer tick with nothing due', () => {
+    const a = alarmsOver();
+    a.put(alarmRule({ type: 'Hot', severity: 'MINOR', create: 'values.t > 30', clear: 'values.t < 20', times: 2 }));
+    // Another connection holds the write lock; this one would fail at once on taking it.
+    a.db.pragma('busy_timeout = 0');
+    const other = openDatabase(a.db.name.replace(/sluice\.db$/, ''));
+    other.exec('BEGIN IMMEDIATE');
+    try {
+      a.send([{ ts: 1000, t: 25 }, { ts: 2000, t: 22 }]); // neither condition holds, and no streak to end
+      expect(a.service.raiseDue()).toBe(0);
+      expect(a.engine.stats('r')!.errors).toEqual([]);
+      a.send([{ ts: 3000, t: 31 }]); // this one starts a streak: it must write
+      expect(a.engine.stats('r')!.errors).toHaveLength(1);
+    } finally {
+      other.exec('ROLLBACK');
+      other.close();
+    }
+  });
+
+  it('raises due alarms on its timer, logs a tick that failed and tries again on the next; stops for good', () => {
+    vi.useFakeTimers({ toFake: ['setInterval', 'clearInterval'] });
+    const { logger, lines } = capturingLogger();
+    const a = alarmsOver(logger);
+    a.put(alarmRule({ type: 'Held', severity: 'MAJOR', create: 'values.t > 30', for: '10s' }));
+    a.at(0);
+    a.send([{ ts: 0, t: 31 }]);
+    a.service.startDueChecks(1000);
+    a.service.startDueChecks(1000);
+    expect(vi.getTimerCount()).toBe(1);
+    a.at(10_000);
+    a.db.pragma('busy_timeout = 0');
+    const other = openDatabase(a.db.name.replace(/sluice\.db$/, ''));
+    other.exec('BEGIN IMMEDIATE');
+    vi.advanceTimersByTime(1000);
+    other.exec('ROLLBACK');
+    other.close();
+    expect(a.alarms()).toEqual([]);
+    expect(lines.filter((l) => l.level === 50).map((l) => l.msg)).toEqual(['could not raise the alarms that came due; trying again']);
+    expect(lines.find((l) => l.level === 50)!.err).toMatchObject({ code: 'SQLITE_BUSY' });
+    vi.advanceTimersByTime(1000);
+    expect(a.alarms()).toMatchObject([{ type: 'Held', startTs: 10_000 }]);
+    a.service.stop();
+    expect(vi.getTimerCount()).toBe(0);
+    a.service.startDueChecks(1000);
+    expect(vi.getTimerCount()).toBe(0);
+    // Stopped before it ever started: it never starts.
+    a.restart();
+    a.service.stop();
+    a.service.startDueChecks(1000);
+    expect(vi.getTimerCount()).toBe(0);
+  });
+
+  it('does not keep the process alive with its timer', () => {
+    const a = alarmsOver();
+    const timeouts = () => process.getActiveResourcesInfo().filter((r) => r === 'Timeout').length;
+    const before = timeouts();
+    a.service.startDueChecks(60_000);
+    try {
+      expect(timeouts()).toBe(before);
+    } finally {
+      a.service.stop();
+    }
+  });
+});
+
+/** An alarm's fields as the API shows them. */
+function publicFields(alarm: Alarm): Record<string, unknown> {
+  const { webhook: _webhook, ...rest } = alarm;
+  return rest;
+}

@@ -58,6 +58,39 @@ describe('telemetry queries', () => {
     }
   });
 
+  it('aligns buckets to the epoch when `from` is not on a bucket boundary, and keeps the newest `limit` buckets', async () => {
+    // from 1500: points 2000..7000; buckets start at multiples of 3000, the first before `from`.
+    const sum = await server.json<Series>('GET', route('keys=temp&from=1500&to=7999&interval=3000&agg=sum'));
+    expect(sum.temp).toEqual([{ ts: 0, value: 2 }, { ts: 3000, value: 12 }, { ts: 6000, value: 13 }]);
+    const newest = await server.json<Series>('GET', route('keys=temp&from=0&to=9999&interval=2000&agg=avg&limit=2'));
+    expect(newest.temp).toEqual([{ ts: 6000, value: 6.5 }, { ts: 8000, value: 8.5 }]);
+  });
+
+  it('takes `from` and `to` inclusive, raw and aggregated', async () => {
+    const raw = await server.json<Series>('GET', route('keys=temp&from=3000&to=3000'));
+    expect(raw.temp).toEqual([{ ts: 3000, value: 3 }]);
+    const inside = await server.json<Series>('GET', route('keys=temp&from=3001&to=5999'));
+    expect(inside.temp!.map((p) => p.ts)).toEqual([4000, 5000]);
+    const count = await server.json<Series>('GET', route('keys=temp&from=2000&to=5000&interval=10000&agg=count'));
+    expect(count.temp).toEqual([{ ts: 0, value: 4 }]);
+  });
+
+  it('keeps the newest value as the latest when a late point (older ts) comes after it', async () => {
+    const late = await server.createDevice('late-dev');
+    const lateClient = await server.connectDevice(late.token);
+    try {
+      await lateClient.publishAsync('v1/devices/me/telemetry', JSON.stringify({ ts: 5000, values: { t: 50 } }), { qos: 1 });
+      await lateClient.publishAsync('v1/devices/me/telemetry', JSON.stringify({ ts: 3000, values: { t: 30 } }), { qos: 1 });
+      await server.sluice.storageCaughtUp();
+    } finally {
+      lateClient.end(true);
+    }
+    const latestRoute = `/api/devices/${late.id}/telemetry/latest`;
+    expect(await server.json('GET', latestRoute)).toEqual({ t: { ts: 5000, value: 50 } });
+    const series = await server.json<Series>('GET', `/api/devices/${late.id}/telemetry?keys=t`);
+    expect(series.t).toEqual([{ ts: 3000, value: 30 }, { ts: 5000, value: 50 }]);
+  });
+
   it('counts strings but leaves them out of numeric aggregates', async () => {
     const count = await server.json<Series>('GET', route('keys=label&from=0&to=19999&interval=20000&agg=count'));
     expect(count.label).toEqual([{ ts: 0, value: 10 }]);

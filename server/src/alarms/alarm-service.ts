@@ -114,11 +114,14 @@ export class AlarmService {
           if (cleared) {
             this.conditions.deleteFor(originator, alarm.type);
             changes.push({ alarm: cleared, change: 'cleared' });
-            changed = true;
           }
+          // A clear that found nothing open gets its position too: read again after a crash, it
+          // would clear an alarm of that type another rule raised after it.
+          changed = true;
         }
       }
-      // A message that changed nothing needs no position: read again, it changes nothing again.
+      // Any other message that changed nothing needs no position: read again, it changes nothing
+      // again (its own condition's later messages are past its position).
       if (changed) this.positions.record(key, at);
       for (const c of changes) this.queueWebhook(c.alarm, c.change);
     });

@@ -68,13 +68,18 @@ export interface AlarmTrigger {
  * Alarms in SQLite and their lifecycle: ACTIVE_UNACK → ACTIVE_ACK (ack) → CLEARED_* (clear), or
  * cleared first and acknowledged after. A trigger while an alarm of the same type is open for the
  * same originator updates it (count, last time, details; severity only up, never down, as in
- * ThingsBoard) instead of making another; the unique index on open alarms makes a second one
- * impossible even if two writers raced.
+ * ThingsBoard) instead of making another. A trigger reads the open alarm and writes it back in one
+ * IMMEDIATE transaction (a savepoint inside the caller's), so two writers on the same file take
+ * turns: the second one updates the alarm the first one made, and no count is lost; the unique
+ * index on open alarms makes a second one impossible even for a writer that skipped the check.
  */
 export class AlarmStore {
   private readonly s;
+  private readonly serially: <T>(fn: () => T) => T;
 
   constructor(private readonly db: Db) {
+    const run = db.transaction((fn: () => unknown) => fn());
+    this.serially = <T>(fn: () => T): T => run.immediate(fn) as T;
     this.s = {
       open: db.prepare('SELECT * FROM alarms WHERE originator = ? AND type = ? AND cleared = 0'),
       byId: db.prepare('SELECT * FROM alarms WHERE id = ?'),
@@ -89,6 +94,10 @@ export class AlarmStore {
 
   /** Raises (or updates) the open alarm of this type for this originator. */
   trigger(input: AlarmTrigger): { alarm: Alarm; change: AlarmChange } {
+    return this.serially(() => this.triggerNow(input));
+  }
+
+  private triggerNow(input: AlarmTrigger): { alarm: Alarm; change: AlarmChange } {
     const open = this.s.open.get(input.originator, input.type) as Row | undefined;
     if (!open) {
       const alarm: Alarm = {
