@@ -65,8 +65,13 @@ describe('MQTT device API', () => {
   });
 
   it('works at QoS 0 too', async () => {
-    await client.publishAsync('v1/devices/me/telemetry', '{"qos0":7}', { qos: 0 });
-    await waitFor('the QoS 0 value', async () => (await latest()).qos0);
+    // A value stored before under the same key must not pass for the QoS 0 one.
+    await client.publishAsync('v1/devices/me/telemetry', '{"qos0":-1}', { qos: 1 });
+    await server.sluice.storageCaughtUp();
+    expect((await latest()).qos0!.value).toBe(-1);
+    const sent = 1 + Math.floor(Math.random() * 1e9);
+    await client.publishAsync('v1/devices/me/telemetry', JSON.stringify({ qos0: sent }), { qos: 0 });
+    await waitFor('the QoS 0 value', async () => (await latest()).qos0?.value === sent);
   });
 
   const badPayloads: [string, string | Buffer, RegExp][] = [

@@ -18,11 +18,10 @@ describe('payload depth', () => {
     expect(parse(`[{"ts":1,"values":{"v":${nested(14)}}}]`)).toMatchObject({ ok: false, category: 'too_complex', reason: expect.stringMatching(/in \[0\]\.values/) });
   });
 
-  it('walks arrays too, without recursion: 100,000 nested arrays are refused as cheaply as 17', () => {
+  it('walks arrays too, without recursion: 100,000 nested arrays are refused without a stack overflow, at level 17', () => {
     const deep = `{"v":{"a":${'['.repeat(100_000)}${']'.repeat(100_000)}}}`;
-    const started = performance.now();
-    expect(parse(deep)).toMatchObject({ ok: false, category: 'too_complex' });
-    expect(performance.now() - started).toBeLessThan(200); // JSON.parse itself is most of it
+    // A recursive walk would overflow the stack here; this one stops at level 17.
+    expect(parse(deep)).toMatchObject({ ok: false, category: 'too_complex', reason: expect.stringMatching(/nested more than 16 levels/) });
   });
 
   it('is not checked without limits (records already in the log are parsed again as they are)', () => {

@@ -49,9 +49,25 @@ describe('malformed payloads are rejected with a reason', () => {
     });
   }
 
-  it('does not let __proto__ keys reach the prototype', () => {
-    const result = parse('{"__proto__":{"polluted":1},"a":1}');
-    expect(result.ok).toBe(true);
-    expect(({} as Record<string, unknown>).polluted).toBeUndefined();
-  });
+  // JSON.parse makes "__proto__" an own data key, never a prototype: what the parser must keep is
+  // that, in the values it returns, in all three forms and nested — no copy through a setter.
+  const protoPayloads: [form: string, text: string, holderKey: string | undefined, keys: string[]][] = [
+    ['flat values', '{"__proto__":{"polluted":1},"a":1}', undefined, ['__proto__', 'a']],
+    ['{ts, values}', '{"ts":5,"values":{"__proto__":{"polluted":1},"a":1}}', undefined, ['__proto__', 'a']],
+    ['an array of entries', '[{"b":2},{"ts":5,"values":{"__proto__":{"polluted":1},"a":1}}]', undefined, ['__proto__', 'a']],
+    ['a nested object value', '{"a":1,"n":{"__proto__":{"polluted":1}}}', 'n', ['a', 'n']],
+  ];
+  for (const [form, text, holderKey, keys] of protoPayloads) {
+    it(`keeps a "__proto__" key in ${form} as an own data key, prototype untouched`, () => {
+      const result = parse(text);
+      if (!result.ok) throw new Error(`refused: ${result.reason}`);
+      const values = result.entries.at(-1)!.values;
+      expect(Object.keys(values)).toEqual(keys);
+      const holder = (holderKey === undefined ? values : values[holderKey]) as Record<string, unknown>;
+      expect(Object.getPrototypeOf(holder)).toBe(Object.prototype);
+      expect(Object.getOwnPropertyDescriptor(holder, '__proto__')).toEqual({ value: { polluted: 1 }, writable: true, enumerable: true, configurable: true });
+      expect('polluted' in holder).toBe(false);
+      expect(({} as Record<string, unknown>).polluted).toBeUndefined();
+    });
+  }
 });
