@@ -1,5 +1,6 @@
 import fs from 'node:fs';
 import path from 'node:path';
+import Database from 'better-sqlite3';
 import { describe, expect, it } from 'vitest';
 import { startChildSluice, type ChildServer } from './support/child-server.js';
 import { tempDir, waitFor } from './support/test-server.js';
@@ -30,6 +31,17 @@ async function rulesCaughtUp(server: ChildServer): Promise<void> {
   }, 15_000);
 }
 
+/** Waits for a window checkpoint whose offsets say the rules group processed `records` records of the telemetry topic. */
+async function checkpointCovering(db: Database.Database, records: number): Promise<void> {
+  await waitFor(`a window checkpoint covering ${records} records`, () => {
+    const offsets = db.prepare('SELECT offsets FROM window_checkpoint WHERE id = 1').pluck().get() as string | undefined;
+    if (offsets === undefined) return undefined;
+    const processed = (JSON.parse(offsets) as number[]).reduce((a, b) => a + b, 0);
+    if (processed > records) throw new Error(`the checkpoint covers ${processed} records, more than the ${records} sent`);
+    return processed === records ? true : undefined;
+  }, 15_000);
+}
+
 describe('window results after kill -9 (exactly once)', () => {
   it('gives the same final results as an uninterrupted run: none lost, none doubled', async () => {
     const rulesDir = tempDir();
@@ -40,12 +52,20 @@ describe('window results after kill -9 (exactly once)', () => {
     const dataDir = tempDir();
     const first = await startChildSluice(dataDir, ['--admin-token', ADMIN, '--rules-dir', rulesDir]);
     const device = await api<{ id: string; token: string }>(first, 'POST', '/api/devices', { name: 'counter-1', type: 'counter' });
-    await publish(first, device.token, 0, 80);
-    await new Promise((r) => setTimeout(r, 1300)); // at least one checkpoint in between
-    await publish(first, device.token, 80, 125);
-    // Let the rules group commit its offsets mid-window ([120 s, 130 s) holds 5 events): without
-    // the checkpoint, the window's state would be lost and the restart would resume after it.
-    await new Promise((r) => setTimeout(r, 400));
+    const db = new Database(path.join(dataDir, 'sluice.db'), { readonly: true, fileMustExist: true });
+    try {
+      await publish(first, device.token, 0, 80);
+      // A checkpoint in between: of the first 80 events (one record each), before the rest come.
+      await checkpointCovering(db, 80);
+      await publish(first, device.token, 80, 125);
+      // Kill once the rules group committed its offsets mid-window ([120 s, 130 s) holds 5 events)
+      // and a checkpoint holds that window's state: without the checkpoint, the state would be lost
+      // and the restart would resume after it.
+      await rulesCaughtUp(first);
+      await checkpointCovering(db, 125);
+    } finally {
+      db.close();
+    }
     first.child.kill('SIGKILL');
     await first.exited;
 

@@ -260,6 +260,12 @@ export class WindowOperator {
       const w = this.windowFor(event.group, start, start + size);
       this.add(w, event);
       if (w.fired) this.emitWindow(event.group, w, true, true);
+      else if (w.end <= this.currentWatermark) {
+        // A late event (within the lateness) opened a window the watermark has passed already:
+        // complete, it fires now, not whenever the watermark next moves (maybe never).
+        w.fired = true;
+        this.emitWindow(event.group, w, true, false);
+      }
     }
   }
 
@@ -332,9 +338,10 @@ export class WindowOperator {
     this.groups.set(event.group, kept);
     // A late event that lands in (or bridges into) emitted sessions updates the result at once
     // when the merged session is complete; otherwise it fires, as an update, when it completes.
-    if (wasFired && end <= this.currentWatermark) {
+    // A late event on its own (within the lateness) makes a session complete already: it fires now.
+    if (end <= this.currentWatermark) {
       session.fired = true;
-      this.emitWindow(event.group, session, true, true);
+      this.emitWindow(event.group, session, true, wasFired);
     }
   }
 

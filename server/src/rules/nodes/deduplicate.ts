@@ -6,7 +6,8 @@ const SWEEP_ABOVE = 10_000;
 
 /**
  * `{"type": "deduplicate", "key": "<expression>", "interval": "1m"}`: drops a message when its
- * device sent one with the same key within the interval before it (by message time).
+ * device sent one with the same key within the interval of it (by message time, before or after it:
+ * messages can come out of order).
  *
  * It remembers at most `dedupeMaxKeys` keys (rule-limits.ts). The map is kept in the order keys
  * were last let through, so its first entry is the one longest unseen: when it is full, keys past
@@ -41,7 +42,9 @@ export const deduplicateNode: NodeKind = {
     return (message) => {
       const id = `${message.deviceId}\u0000${JSON.stringify(key(message))}`;
       const last = seen.get(id);
-      if (last !== undefined && message.ts >= last && message.ts - last < interval) return null;
+      // Either side: a message older than the one let through but within its interval is a
+      // duplicate too (and does not restart the interval).
+      if (last !== undefined && Math.abs(message.ts - last) < interval) return null;
       if (last !== undefined) seen.delete(id); // set again below, at the end: the newest
       else if (seen.size >= maxKeys) makeRoom(message.ts);
       seen.set(id, message.ts);

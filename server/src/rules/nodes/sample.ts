@@ -3,7 +3,7 @@ import type { NodeKind } from '../node-kind.js';
 
 /**
  * `{"type": "sample", "every": n}` lets the 1st, (n+1)th, ... message of each device through;
- * `"interval": "10s"` at most one per device per interval (by message time); `"probability": p`
+ * `"interval": "10s"` at most one per device per interval (by message time, also out of order); `"probability": p`
  * each message with probability p.
  */
 export const sampleNode: NodeKind = {
@@ -23,7 +23,9 @@ export const sampleNode: NodeKind = {
       const lastPassed = new Map<string, number>();
       return (message) => {
         const last = lastPassed.get(message.deviceId);
-        if (last !== undefined && message.ts - last < interval && message.ts >= last) return null;
+        // Either side: an older message after a newer one is held to the interval too (at most one
+        // per interval); one an interval or more older (a device clock set back) starts again there.
+        if (last !== undefined && Math.abs(message.ts - last) < interval) return null;
         lastPassed.set(message.deviceId, message.ts);
         return message;
       };
