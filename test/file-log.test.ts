@@ -29,7 +29,7 @@ describe('partitioner', () => {
 });
 
 for (const fsync of [{ mode: 'interval', intervalMs: 50 }, { mode: 'always' }, { mode: 'never' }] as FsyncPolicy[]) {
-  logContract(`FileLog, fsync ${fsync.mode}`, (dir) => new FileLog(dir, fsync, silentLogger, { retentionCheckMs: 0 }), () => tempDir());
+  logContract(`FileLog, fsync ${fsync.mode}`, (dir) => new FileLog(dir, fsync, silentLogger, { retentionCheckMs: 0 }), () => tempDir(), (log) => (log as FileLog).enforceRetention());
 }
 
 class ManualClock implements Clock {
@@ -297,8 +297,11 @@ describe('FileLog on disk', () => {
       log, group: 'slow', topic: 't', logger, handle: (records) => { seen.push(...records.map((r) => r.offset)); },
       onOffsetReset: (...args) => resets.push(args),
     });
-    await waitFor('the consumer to catch up', () => (seen.length === 60 - start ? true : undefined));
-    await consumer.stop();
+    try {
+      await waitFor('the consumer to catch up', () => (seen.length === 60 - start ? true : undefined));
+    } finally {
+      await consumer.stop();
+    }
     expect(seen).toEqual(Array.from({ length: 60 - start }, (_, i) => start + i));
     expect(resets).toEqual([[0, 2, start]]);
     expect(lines.find((l) => l.msg.includes('fell behind retention'))).toMatchObject({ level: 40, from: 2, to: start });
@@ -312,11 +315,14 @@ describe('FileLog on disk', () => {
     let idle = true;
     const seen: number[] = [];
     const consumer = startConsumer({ log, group: 'g', topic: 't', logger: silentLogger, idle: () => idle, handle: (r) => { seen.push(...r.map((x) => x.offset)); } });
-    await waitFor('the idle group to reach the end', async () => ((await log.committed('g', 't', 0)) === 5 ? true : undefined));
-    idle = false;
-    await log.append('t', record('k', 'new'));
-    await waitFor('the new record', () => (seen.length === 1 ? true : undefined));
-    await consumer.stop();
+    try {
+      await waitFor('the idle group to reach the end', async () => ((await log.committed('g', 't', 0)) === 5 ? true : undefined));
+      idle = false;
+      await log.append('t', record('k', 'new'));
+      await waitFor('the new record', () => (seen.length === 1 ? true : undefined));
+    } finally {
+      await consumer.stop();
+    }
     expect(seen).toEqual([5]);
   });
 
@@ -328,10 +334,13 @@ describe('FileLog on disk', () => {
     const seen: number[] = [];
     const resets: [number, number, number][] = [];
     const consumer = startConsumer({ log, group: 'g', topic: 't', logger: silentLogger, handle: (r) => { seen.push(...r.map((x) => x.offset)); }, onOffsetReset: (...a) => resets.push(a) });
-    await waitFor('the reset', () => (resets.length > 0 ? true : undefined));
-    await log.append('t', record('k', 'new'));
-    await waitFor('the new record', () => (seen.length === 1 ? true : undefined));
-    await consumer.stop();
+    try {
+      await waitFor('the reset', () => (resets.length > 0 ? true : undefined));
+      await log.append('t', record('k', 'new'));
+      await waitFor('the new record', () => (seen.length === 1 ? true : undefined));
+    } finally {
+      await consumer.stop();
+    }
     expect(resets).toEqual([[0, 9, 5]]);
     expect(seen).toEqual([5]);
   });

@@ -8,8 +8,9 @@ export const record = (key: string, text: string, timestamp = 1_700_000_000_000)
 /**
  * What every implementation of the Log interface must do (STYLE.md: contract suites). `open`
  * gives a log over `dir`; opening the same dir again must find what was written before.
+ * `enforceRetention` runs retention now (the interface leaves when to the implementation).
  */
-export function logContract(name: string, open: (dir: string) => Log, newDir: () => string): void {
+export function logContract(name: string, open: (dir: string) => Log, newDir: () => string, enforceRetention: (log: Log) => Promise<unknown>): void {
   describe(`Log contract: ${name}`, () => {
     const opened: Log[] = [];
     const openLog = (dir: string) => {
@@ -54,10 +55,47 @@ export function logContract(name: string, open: (dir: string) => Log, newDir: ()
       await log.append('t', record('k', 'a'));
       expect(await log.read('t', 0, 1, 100)).toEqual([]);
       await expect(log.read('t', 0, 99, 100)).rejects.toMatchObject({ code: 'OFFSET_OUT_OF_RANGE', message: expect.stringMatching(/offset 99 is outside t\/0's range \[0, 1\]/) });
+      // Just past the end: end + 1 is refused as clearly, with the range to go back to.
+      await expect(log.read('t', 0, 2, 100)).rejects.toMatchObject({
+        code: 'OFFSET_OUT_OF_RANGE', message: "offset 2 is outside t/0's range [0, 1]", details: { startOffset: 0, endOffset: 1 },
+      });
+      await log.append('t', record('k', 'b'));
+      expect((await log.read('t', 0, 1, 100)).map((r) => r.value.toString())).toEqual(['b']);
+      await expect(log.read('t', 0, 3, 100)).rejects.toMatchObject({ code: 'OFFSET_OUT_OF_RANGE', message: "offset 3 is outside t/0's range [0, 2]" });
+      await expect(log.read('t', 0, 0.5, 100)).rejects.toMatchObject({ code: 'OFFSET_OUT_OF_RANGE' });
       await expect(log.read('t', 0, -1, 100)).rejects.toMatchObject({ code: 'OFFSET_OUT_OF_RANGE' });
       await expect(log.read('t', 5, 0, 100)).rejects.toThrow(/no partition 5/);
       await expect(log.read('nope', 0, 0, 100)).rejects.toThrow(/no topic "nope"/);
-      expect(await log.offsets('t', 0)).toEqual({ start: 0, end: 1 });
+      expect(await log.offsets('t', 0)).toEqual({ start: 0, end: 2 });
+    });
+
+    it('keeps at least the retention bytes: deletes old records only while what is left is still that much', async () => {
+      const log = openLog(newDir());
+      const retentionBytes = 3000;
+      await log.ensureTopic('t', 1, { segmentBytes: 1024, retentionBytes, retentionMs: null }); // size alone
+      for (let i = 0; i < 100; i += 4) await Promise.all([0, 1, 2, 3].map((j) => log.append('t', record('k', `value-${i + j}`.padEnd(60, '.')))));
+      const bytesOf = async () => (await log.describeTopics()).find((t) => t.name === 't')!.partitions[0]!.bytes;
+      const before = await bytesOf();
+      expect(before).toBeGreaterThan(2 * retentionBytes);
+      await enforceRetention(log);
+      const { start, end } = await log.offsets('t', 0);
+      expect(start).toBeGreaterThan(0);
+      expect(end).toBe(100);
+      const left = await bytesOf();
+      expect(left).toBeGreaterThanOrEqual(retentionBytes);
+      expect(left).toBeLessThan(before);
+      // What is kept is every record from the start to the end.
+      const values: string[] = [];
+      for (let offset = start; offset < end;) {
+        const batch = await log.read('t', 0, offset, 1 << 20);
+        values.push(...batch.map((r) => r.value.toString().replace(/\.+$/, '')));
+        offset = batch[batch.length - 1]!.offset + 1;
+      }
+      expect(values).toEqual(Array.from({ length: 100 - start }, (_, i) => `value-${start + i}`));
+      // Running it again deletes nothing more: the log is within the limit already.
+      await enforceRetention(log);
+      expect(await log.offsets('t', 0)).toEqual({ start, end });
+      expect(await bytesOf()).toBe(left);
     });
 
     it('reads at least one record however small maxBytes is, and stops near maxBytes', async () => {
@@ -115,11 +153,16 @@ export function logContract(name: string, open: (dir: string) => Log, newDir: ()
       await expect(log.ensureTopic('t', 0)).rejects.toThrow(/partitions must be 1..1024/);
     });
 
-    it('refuses appends once closed', async () => {
+    it('refuses appends and reads once closed', async () => {
       const log = open(newDir());
       await log.ensureTopic('t', 1);
+      await log.append('t', record('k', 'a'));
+      await log.append('t', record('k', 'b'));
       await log.close();
       await expect(log.append('t', record('k', 'a'))).rejects.toThrow(/closed/);
+      await expect(log.read('t', 0, 1, 100)).rejects.toMatchObject({ code: 'NOT_READY', message: expect.stringMatching(/closed/) });
+      // At the end too: a consumer there must learn the log is gone, not wait on it forever.
+      await expect(log.read('t', 0, 2, 100)).rejects.toMatchObject({ code: 'NOT_READY' });
     });
   });
 }

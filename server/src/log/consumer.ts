@@ -46,7 +46,10 @@ export interface ConsumerOptions {
 export interface Consumer {
   /** Stops after the batch in hand, commits it, and resolves. */
   stop(): Promise<void>;
-  /** Resolves once every partition's committed offset has reached the end present now. */
+  /**
+   * Resolves once every partition's committed offset has reached the end present now; rejects
+   * when a partition stopped short of it on its own (the log was closed under the consumer).
+   */
   caughtUp(): Promise<void>;
 }
 
@@ -55,6 +58,8 @@ export interface Consumer {
  * order from the group's committed offset (the earliest one when it has none), handed over in
  * batches, and committed after the handler succeeds (at-least-once). A failing batch is retried
  * after a pause, never skipped. Waiting for new records wakes on the append, without polling.
+ * When the log is closed under it, the consumer says so and stops (it never spins on it), and
+ * caughtUp() rejects if it had not got there.
  */
 export function startConsumer(options: ConsumerOptions): Consumer {
   const { log, group, topic, logger, handle } = options;
@@ -68,6 +73,16 @@ export function startConsumer(options: ConsumerOptions): Consumer {
   let started!: () => void;
   const allStarted = new Promise<void>((resolve) => { started = resolve; });
   let startedCount = 0;
+  /** Per partition: its position is known (or it ended before that), for caughtUp(). */
+  const startedFlags: boolean[] = new Array<boolean>(partitions).fill(false);
+  const partitionStarted = (partition: number) => {
+    if (startedFlags[partition]) return;
+    startedFlags[partition] = true;
+    if (++startedCount === partitions) started();
+  };
+  /** Per partition: its loop has ended, by stop() or on its own (closed log, unexpected error). */
+  const ended: boolean[] = new Array<boolean>(partitions).fill(false);
+  let closed = false;
 
   const notifyProgress = () => {
     for (const w of progressWaiters.splice(0)) w();
@@ -107,33 +122,45 @@ export function startConsumer(options: ConsumerOptions): Consumer {
     return to;
   }
 
+  /**
+   * Waits for a record at `offset`. False when the log was closed instead: the wait ended with no
+   * record there and no stop asked for (Log.waitFor ends early only when its signal aborts).
+   */
+  async function recordArrives(partition: number, offset: number): Promise<boolean> {
+    await log.waitFor(topic, partition, offset, abort.signal);
+    return abort.signal.aborted || (await log.offsets(topic, partition)).end > offset;
+  }
+
+  function logClosed(partition: number, offset: number): void {
+    closed = true;
+    logger.warn({ group, topic, partition, offset },
+      `consumer group "${group}" stops reading ${topic}/${partition} at offset ${offset}: the log was closed`);
+  }
+
   async function runPartition(partition: number): Promise<void> {
     let offset = await startOffset(partition);
     positions[partition] = offset;
     await positioned(partition, offset);
-    if (++startedCount === partitions) started();
+    partitionStarted(partition);
     while (!abort.signal.aborted) {
       if (options.idle?.()) {
         const { end } = await log.offsets(topic, partition);
         if (end > offset) {
           offset = end;
-          positions[partition] = offset;
           commit(partition, offset);
+          positions[partition] = offset; // after the commit: caughtUp() means committed
           await positioned(partition, offset);
           notifyProgress();
         }
-        await log.waitFor(topic, partition, offset, abort.signal);
+        if (!(await recordArrives(partition, offset))) return logClosed(partition, offset);
         continue;
       }
       let records: StoredRecord[];
       try {
         records = await log.read(topic, partition, offset, maxBytes);
-        if (records.length === 0) {
-          await log.waitFor(topic, partition, offset, abort.signal);
-          continue;
-        }
-        await handle(records);
       } catch (err) {
+        // Only the log's own answer to this read says where the group stands: the same code from
+        // the handler (below) is the handler's failure, and the batch is retried, not skipped.
         if (err instanceof SluiceError && err.code === 'OFFSET_OUT_OF_RANGE') {
           offset = await resetOffset(partition, offset);
           positions[partition] = offset;
@@ -141,19 +168,37 @@ export function startConsumer(options: ConsumerOptions): Consumer {
           notifyProgress();
           continue;
         }
+        if (err instanceof SluiceError && err.code === 'NOT_READY') return logClosed(partition, offset);
+        logger.error({ err, group, topic, partition, offset }, 'consumer batch failed; retrying');
+        await delay(retryDelayMs, abort.signal);
+        continue;
+      }
+      if (records.length === 0) {
+        if (!(await recordArrives(partition, offset))) return logClosed(partition, offset);
+        continue;
+      }
+      try {
+        await handle(records);
+      } catch (err) {
         logger.error({ err, group, topic, partition, offset }, 'consumer batch failed; retrying');
         await delay(retryDelayMs, abort.signal);
         continue;
       }
       offset = records[records.length - 1]!.offset + 1;
-      positions[partition] = offset;
       commit(partition, offset);
+      positions[partition] = offset; // after the commit: caughtUp() means committed
       notifyProgress();
     }
   }
 
   const running = Array.from({ length: partitions }, (_, p) => runPartition(p).catch((err: unknown) => {
     logger.fatal({ err, group, topic, partition: p }, 'consumer stopped on an unexpected error');
+  }).finally(() => {
+    // A partition that ended on its own (closed log, unexpected error) makes no more progress:
+    // whoever waits in caughtUp() must hear of it.
+    ended[p] = true;
+    partitionStarted(p);
+    notifyProgress();
   }));
 
   return {
@@ -165,8 +210,14 @@ export function startConsumer(options: ConsumerOptions): Consumer {
     async caughtUp() {
       await allStarted;
       const targets = await Promise.all(Array.from({ length: partitions }, (_, p) => log.offsets(topic, p).then((o) => o.end)));
-      while (!abort.signal.aborted && positions.some((pos, p) => pos < targets[p]!)) {
+      const behind = (p: number) => positions[p]! < targets[p]!;
+      while (!abort.signal.aborted && positions.some((_, p) => behind(p) && !ended[p])) {
         await new Promise<void>((resolve) => progressWaiters.push(resolve));
+      }
+      if (!abort.signal.aborted && positions.some((_, p) => behind(p))) {
+        throw new SluiceError('NOT_READY', closed
+          ? `consumer group "${group}" stopped before it caught up on ${topic}: the log was closed`
+          : `consumer group "${group}" stopped before it caught up on ${topic}: see the error logged before`);
       }
     },
   };
@@ -174,6 +225,8 @@ export function startConsumer(options: ConsumerOptions): Consumer {
 
 function delay(ms: number, signal: AbortSignal): Promise<void> {
   return new Promise((resolve) => {
+    // Stopped already (during the batch that failed): no pause, and no 'abort' event will come.
+    if (signal.aborted) return resolve();
     const t = setTimeout(resolve, ms);
     signal.addEventListener('abort', () => { clearTimeout(t); resolve(); }, { once: true });
   });

@@ -25,6 +25,7 @@ export class PartitionLog {
   private queued: LogRecord[] = [];
   private syncing: Promise<void> | undefined;
   private syncAgain: Promise<void> | undefined;
+  private closed = false;
 
   constructor(
     private readonly dir: string,
@@ -113,8 +114,11 @@ export class PartitionLog {
   /**
    * Records from `offset` on, about `maxBytes` of them (at least one batch when any exist).
    * `offset === endOffset` gives none; an offset outside [startOffset, endOffset] is an error.
+   * Once closed it refuses with NOT_READY: its descriptors are closed, and their numbers may by
+   * now belong to other files.
    */
   read(offset: number, maxBytes: number): StoredRecord[] {
+    if (this.closed) throw new SluiceError('NOT_READY', `the log is closed: ${this.topic}/${this.partition} cannot be read`);
     const out: StoredRecord[] = [];
     if (offset === this.endOffset) return out;
     if (!Number.isSafeInteger(offset) || offset < this.startOffset || offset > this.endOffset) {
@@ -195,6 +199,7 @@ export class PartitionLog {
 
   /** Waits for background syncs, syncs (when asked) and closes every segment. */
   async close(sync: boolean): Promise<void> {
+    this.closed = true;
     // A background fdatasync still running on a descriptor must finish before it is closed.
     await this.syncing?.catch(() => {});
     await this.syncAgain?.catch(() => {});

@@ -71,7 +71,8 @@ export interface Log {
   /**
    * Records from `offset` on, at least one if any exists, about `maxBytes` in all. `offset`
    * equal to the end gives none; outside [start, end] it rejects with OFFSET_OUT_OF_RANGE.
-   * Offsets are dense, except where a damaged batch had to be skipped.
+   * Offsets are dense, except where a damaged batch had to be skipped. Once the log is closed it
+   * rejects with NOT_READY.
    */
   read(topic: string, partition: number, offset: number, maxBytes: number): Promise<StoredRecord[]>;
   /** Resolves when the partition holds a record at `offset` (or the signal aborts): no polling. */
