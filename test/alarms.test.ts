@@ -1,8 +1,8 @@
-import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { io as connectSocket } from 'socket.io-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startHttpReceiver } from './support/http-receiver.js';
 import { TestServer, tempDir, waitFor, type CreatedDevice } from './support/test-server.js';
+import { expectApiError } from './support/api-errors.js';
 
 type Alarm = { id: string; type: string; originator: string; severity: string; status: string; count: number; startTs: number; lastTs: number; ackTs: number | null; clearTs: number | null; details: { values: Record<string, number> }; change?: string };
 
@@ -81,12 +81,10 @@ describe('alarms', () => {
     const acked = await server.json<Alarm>('POST', `/api/alarms/${alarm!.id}/ack`);
     expect(acked).toMatchObject({ status: 'ACTIVE_ACK', ackTs: expect.any(Number) });
     const again = await server.api('POST', `/api/alarms/${alarm!.id}/ack`);
-    expect(again.status).toBe(409);
-    expect(((await again.json()) as { error: string }).error).toMatch(/already acknowledged/);
+    await expectApiError(again, 409, /already acknowledged/);
     expect(await server.json<Alarm>('POST', `/api/alarms/${alarm!.id}/clear`)).toMatchObject({ status: 'CLEARED_ACK' });
     const clearedTwice = await server.api('POST', `/api/alarms/${alarm!.id}/clear`);
-    expect(clearedTwice.status).toBe(409);
-    expect(((await clearedTwice.json()) as { error: string }).error).toMatch(/already cleared/);
+    await expectApiError(clearedTwice, 409, /already cleared/);
     const unknown = await server.api('POST', '/api/alarms/no-such-alarm/ack');
     expect(unknown.status).toBe(404);
     expect((await server.api('GET', '/api/alarms?status=BROKEN')).status).toBe(400);
@@ -148,8 +146,7 @@ describe('alarms', () => {
 
   it('refuses an alarm node without its required settings, naming the node and field', async () => {
     const res = await server.api('POST', '/api/rules', alarmRule('bad-alarm', { type: 'X', create: 'values.t > 1' }));
-    expect(res.status).toBe(400);
-    expect(((await res.json()) as { error: string }).error).toMatch(/^rule "bad-alarm", node "a" \(nodes\[0\]\.alarm\): missing required field "severity"/);
+    await expectApiError(res, 400, /^rule "bad-alarm", node "a" \(nodes\[0\]\.alarm\): missing required field "severity"/);
     const badExpr = await server.api('POST', '/api/rules', alarmRule('bad-alarm', { type: 'X', severity: 'MAJOR', create: 'values.t >' }));
     expect(((await badExpr.json()) as { error: string }).error).toMatch(/\(nodes\[0\]\.alarm\.create\)/);
   });
@@ -178,36 +175,23 @@ describe('alarm conditions and notifications across restarts and outages', () =>
   });
 
   it('delivers every webhook notification after the endpoint refused for 10 s', async () => {
-    const received: { id: string; change: string }[] = [];
     let acceptFrom = Infinity;
-    let refusals = 0;
-    const hook = http.createServer((req, res) => {
-      let body = '';
-      req.on('data', (d: Buffer) => { body += d.toString(); });
-      req.on('end', () => {
-        if (Date.now() < acceptFrom) {
-          refusals++;
-          return void res.writeHead(503).end();
-        }
-        received.push(JSON.parse(body) as { id: string; change: string });
-        res.writeHead(200).end();
-      });
-    });
-    await new Promise<void>((resolve) => hook.listen(0, '127.0.0.1', resolve));
-    const url = `http://127.0.0.1:${(hook.address() as AddressInfo).port}/alarms`;
+    const hook = await startHttpReceiver(() => (Date.now() < acceptFrom ? 503 : 200), '/alarms');
+    const url = hook.url;
+    const received = () => hook.requests.filter((r) => r.answer === 200).map((r) => r.json<{ id: string; change: string }>());
     const server = await TestServer.start();
     try {
       const device = await server.createDevice('hooked', { type: 'thermo' });
       acceptFrom = Date.now() + 10_000;
       await server.json('POST', '/api/rules', alarmRule('hooked', { type: 'Hooked', severity: 'MINOR', create: 'values.t > 30', clear: 'values.t < 20', escalate: [{ if: 'values.t > 50', severity: 'CRITICAL' }], webhook: url }));
       await post(server, device, [[1000, 35], [2000, 55], [3000, 10]]);
-      await waitFor('all three notifications', () => (received.length >= 3 ? true : undefined), 25_000);
-      expect(refusals).toBeGreaterThan(0);
-      expect(received.map((r) => r.change).sort()).toEqual(['cleared', 'created', 'escalated']);
-      expect(new Set(received.map((r) => r.id)).size).toBe(3);
+      await waitFor('all three notifications', () => (received().length >= 3 ? true : undefined), 25_000);
+      expect(hook.requests.filter((r) => r.answer === 503).length).toBeGreaterThan(0);
+      expect(received().map((r) => r.change).sort()).toEqual(['cleared', 'created', 'escalated']);
+      expect(new Set(received().map((r) => r.id)).size).toBe(3);
     } finally {
       await server.stop();
-      hook.close();
+      await hook.close();
     }
   }, 40_000);
 });

@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { noLimitOverrides } from '../server/src/limit-options.js';
 import { metricValue } from './support/hostile-input.js';
 import { TestServer, tempDir, type CreatedDevice } from './support/test-server.js';
+import { expectApiError } from './support/api-errors.js';
 
 /**
  * Client attributes are rows of their own, all shown with the device (GET /api/devices/:id): a
@@ -35,8 +36,7 @@ describe('distinct client attributes per device', () => {
     expect((await post(attributes(0, 50, 1))).status).toBe(200);
     await server.sluice.storageCaughtUp();
     const refused = await post(attributes(50, 1, 1));
-    expect(refused.status).toBe(400);
-    expect(((await refused.json()) as { error: string }).error).toMatch(/already has 50 client attributes; this message would add 1 more \("attr50"\)/);
+    await expectApiError(refused, 400, /already has 50 client attributes; this message would add 1 more \("attr50"\)/);
     expect((await post(attributes(0, 50, 2))).status).toBe(200);
     // Telemetry keys have a cap of their own: not counted against attributes.
     expect((await fetch(`${server.baseUrl}/api/v1/${device.token}/telemetry`, { method: 'POST', body: '{"t":1}' })).status).toBe(200);

@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TestServer, type CreatedDevice } from './support/test-server.js';
+import { expectApiError } from './support/api-errors.js';
 
 describe('device HTTP API', () => {
   let server: TestServer;
@@ -38,8 +39,7 @@ describe('device HTTP API', () => {
 
   it('answers 400 with the reason for a malformed payload, and lists it without the token', async () => {
     const res = await post(device.token, 'telemetry', '{"ts":"x","values":{"a":1}}');
-    expect(res.status).toBe(400);
-    expect(((await res.json()) as { error: string }).error).toMatch(/"ts" must be a non-negative whole number/);
+    await expectApiError(res, 400, /"ts" must be a non-negative whole number/);
     const [last] = await server.json<{ topic: string; reason: string; deviceId: string }[]>('GET', '/api/rejected?limit=1');
     expect(last).toMatchObject({ deviceId: device.id, topic: '/api/v1/<token>/telemetry' });
     expect(JSON.stringify(last)).not.toContain(device.token);
@@ -47,8 +47,7 @@ describe('device HTTP API', () => {
 
   it('answers 413 for a payload over the limit, and lists it', async () => {
     const res = await post(device.token, 'telemetry', JSON.stringify({ big: 'x'.repeat(1000) }));
-    expect(res.status).toBe(413);
-    expect(((await res.json()) as { error: string }).error).toMatch(/exceeds the 512-byte limit/);
+    await expectApiError(res, 413, /exceeds the 512-byte limit/);
     const [last] = await server.json<{ reason: string; topic: string }[]>('GET', '/api/rejected?limit=1');
     expect(last!.reason).toMatch(/exceeds the 512-byte limit/);
     expect(last!.topic).toBe('/api/v1/<token>/telemetry');

@@ -3,6 +3,7 @@ import type { MqttClient } from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createDeviceOnPartitionOf, heapUsedAfterGc, metricValue, publishQos1, telemetryRecords } from './support/hostile-input.js';
 import { TestServer, tempDir, type CreatedDevice } from './support/test-server.js';
+import { expectApiError } from './support/api-errors.js';
 
 /**
  * Issue 16, finding 4: a device sending thousands of never-seen keys had no cap — every key a new
@@ -52,8 +53,7 @@ describe('distinct telemetry keys per device', () => {
     // One new key beside known ones: refused as a whole.
     expect(await publishQos1(client, TOPIC, JSON.stringify({ ts: 40, values: { key0: 0, brandNew: 1 } }))).toBe('acked');
     const http = await fetch(`${server.baseUrl}/api/v1/${sprawling.token}/telemetry`, { method: 'POST', body: JSON.stringify({ ts: 41, values: { another: 1 } }) });
-    expect(http.status).toBe(400);
-    expect(((await http.json()) as { error: string }).error).toMatch(/already has 1000 telemetry keys.*"another"/);
+    await expectApiError(http, 400, /already has 1000 telemetry keys.*"another"/);
     expect(client.connected).toBe(true);
     expect(await telemetryRecords(server)).toBe(recordsAtCap);
     expect(await rejected('mqtt')).toBe(21);

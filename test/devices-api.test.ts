@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TestServer, type CreatedDevice } from './support/test-server.js';
+import { expectApiError } from './support/api-errors.js';
 
 describe('operator API: devices', () => {
   let server: TestServer;
@@ -47,23 +48,20 @@ describe('operator API: devices', () => {
   for (const [what, body, message] of badBodies) {
     it(`answers 400 naming the field for ${what}`, async () => {
       const res = await server.api('POST', '/api/devices', body);
-      expect(res.status).toBe(400);
-      expect(((await res.json()) as { error: string }).error).toMatch(message);
+      await expectApiError(res, 400, message);
     });
   }
 
   it('answers 400 for a bad PATCH body', async () => {
     const device = await server.createDevice('patch-target');
     const res = await server.api('PATCH', `/api/devices/${device.id}`, { name: '' });
-    expect(res.status).toBe(400);
-    expect(((await res.json()) as { error: string }).error).toMatch(/^name: must not be empty/);
+    await expectApiError(res, 400, /^name: must not be empty/);
   });
 
   it('answers 409 for a duplicate name', async () => {
     await server.createDevice('unique-name');
     const res = await server.api('POST', '/api/devices', { name: 'unique-name' });
-    expect(res.status).toBe(409);
-    expect(((await res.json()) as { error: string }).error).toMatch(/already exists/);
+    await expectApiError(res, 409, /already exists/);
   });
 
   it('answers 404 for an unknown device id on every route', async () => {
@@ -81,16 +79,14 @@ describe('operator API: devices', () => {
   it('answers 401 without the admin token or with a wrong one', async () => {
     expect((await fetch(`${server.baseUrl}/api/devices`)).status).toBe(401);
     const wrong = await fetch(`${server.baseUrl}/api/devices`, { headers: { authorization: 'Bearer nope' } });
-    expect(wrong.status).toBe(401);
-    expect(((await wrong.json()) as { error: string }).error).toMatch(/admin token is wrong/);
+    await expectApiError(wrong, 401, /admin token is wrong/);
     expect((await fetch(`${server.baseUrl}/api/log`)).status).toBe(401);
     expect((await fetch(`${server.baseUrl}/api/rejected`)).status).toBe(401);
   });
 
   it('answers 404 with a JSON error for an unknown route', async () => {
     const res = await server.api('GET', '/api/nothing-here');
-    expect(res.status).toBe(404);
-    expect(((await res.json()) as { error: string }).error).toMatch(/no route GET \/api\/nothing-here/);
+    await expectApiError(res, 404, /no route GET \/api\/nothing-here/);
   });
 
   it('lists devices with their latest values in one request, and refuses an unknown include', async () => {
@@ -101,8 +97,7 @@ describe('operator API: devices', () => {
     const list = await server.json<{ id: string; latest: Record<string, { ts: number; value: unknown }> }[]>('GET', '/api/devices?include=latest');
     expect(list.find((x) => x.id === d.id)!.latest).toEqual({ x: { ts: 5, value: 1 } });
     const bad = await server.api('GET', '/api/devices?include=everything');
-    expect(bad.status).toBe(400);
-    expect(((await bad.json()) as { error: string }).error).toMatch(/^include: must be latest/);
+    await expectApiError(bad, 400, /^include: must be latest/);
   });
 
   it('serves health, metrics and the log description', async () => {
@@ -121,8 +116,7 @@ describe('operator API: devices', () => {
   it('validates the rejected list limit', async () => {
     for (const bad of ['0', 'abc', '100000']) {
       const res = await server.api('GET', `/api/rejected?limit=${bad}`);
-      expect(res.status).toBe(400);
-      expect(((await res.json()) as { error: string }).error).toMatch(/^limit: must be/);
+      await expectApiError(res, 400, /^limit: must be/);
     }
   });
 });

@@ -5,6 +5,7 @@ import { ConfigError, helpText, loadConfig } from '../server/src/config.js';
 import { limitOptions } from '../server/src/limit-options.js';
 import { repoRoot, startChildSluice } from './support/child-server.js';
 import { connectMqtt, tempDir } from './support/test-server.js';
+import { expectApiError } from './support/api-errors.js';
 
 /** The rows of docs/limits.md's table: each row's flags and environment variables. */
 function documentedLimits(): { flags: string[]; envs: string[] }[] {
@@ -57,8 +58,7 @@ describe('limits as flags', () => {
       const post = (body: string) => fetch(`${base}/api/v1/${device.token}/telemetry`, { method: 'POST', body });
       expect((await post('{"v":{"a":1}}')).status).toBe(200);
       const deep = await post('{"v":{"a":[1]}}');
-      expect(deep.status).toBe(400);
-      expect(((await deep.json()) as { error: string }).error).toMatch(/nested more than 2 levels/);
+      await expectApiError(deep, 400, /nested more than 2 levels/);
       const first = await connectMqtt(`mqtt://127.0.0.1:${server.ports.mqtt}`, { username: device.token });
       try {
         await expect(connectMqtt(`mqtt://127.0.0.1:${server.ports.mqtt}`, { username: device.token, clientId: 'second' })).rejects.toThrow(/unavailable|closed|Connection refused/i);

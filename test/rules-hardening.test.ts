@@ -3,6 +3,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { capturingLogger, TestServer, waitFor, type CreatedDevice } from './support/test-server.js';
+import { expectApiError } from './support/api-errors.js';
 
 /**
  * Issue 16 against a running Sluice: hostile rules and a hostile webhook target cost bounded
@@ -60,8 +61,7 @@ describe('rule limits, end to end', () => {
 
   it('refuses a sliding window of a day every millisecond with 400, naming the node and field', async () => {
     const res = await server.api('POST', '/api/rules', { id: 'too-many', nodes: [{ id: 'w', type: 'window', window: { kind: 'sliding', size: '1d', slide: '1ms', fields: ['t'], ops: ['avg'] } }] });
-    expect(res.status).toBe(400);
-    expect(((await res.json()) as { error: string }).error).toMatch(/^rule "too-many", node "w" \(nodes\[0\]\.window\.slide\): puts each event into 86400000 windows/);
+    await expectApiError(res, 400, /^rule "too-many", node "w" \(nodes\[0\]\.window\.slide\): puts each event into 86400000 windows/);
   });
 });
 

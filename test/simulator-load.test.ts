@@ -1,5 +1,4 @@
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -9,6 +8,7 @@ import { simOptions, type SimOptions } from '../devices-sim/src/options.js';
 import { ProvisionError } from '../devices-sim/src/provision.js';
 import { runSimulation } from '../devices-sim/src/simulation.js';
 import { TokensFileError } from '../devices-sim/src/tokens-file.js';
+import { tempDir } from './support/test-server.js';
 
 /** Load mode and tokens files, against a real Sluice of their own (its log counts only their messages). */
 describe('simulator load mode', () => {
@@ -25,7 +25,7 @@ describe('simulator load mode', () => {
   };
 
   beforeAll(async () => {
-    dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'sluice-load-test-'));
+    dataDir = tempDir('sluice-load-test-');
     sluice = await startSluice(testConfig({ dataDir }), pino({ level: 'silent' }));
     tokensFile = path.join(dataDir, 'tokens.json');
     base = simOptions({
@@ -36,7 +36,6 @@ describe('simulator load mode', () => {
 
   afterAll(async () => {
     await sluice?.stop();
-    if (dataDir) fs.rmSync(dataDir, { recursive: true, force: true });
   });
 
   it('publishes QoS 1 as fast as PUBACKs come back over hundreds of connections, and every acknowledged message is in the log', async () => {

@@ -1,6 +1,7 @@
 import type { MqttClient } from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TestServer, type CreatedDevice } from './support/test-server.js';
+import { expectApiError } from './support/api-errors.js';
 
 type Series = Record<string, { ts: number; value: unknown }[]>;
 
@@ -116,8 +117,7 @@ describe('telemetry queries', () => {
   for (const [query, message] of badQueries) {
     it(`answers 400 for ${query}`, async () => {
       const res = await server.api('GET', route(query));
-      expect(res.status).toBe(400);
-      expect(((await res.json()) as { error: string }).error).toMatch(message);
+      await expectApiError(res, 400, message);
     });
   }
 });

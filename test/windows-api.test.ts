@@ -4,6 +4,7 @@ import { openDatabase } from '../server/src/storage/database.js';
 import { WindowStore } from '../server/src/windows/window-store.js';
 import type { WindowResult } from '../server/src/windows/window-operator.js';
 import { TestServer, tempDir, waitFor, type CreatedDevice } from './support/test-server.js';
+import { expectApiError } from './support/api-errors.js';
 
 type Result = { rule: string; node: string; group: string; start: number; end: number; values: Record<string, number | null>; final: boolean; replaces?: number[] };
 
@@ -100,8 +101,7 @@ describe('windows in rules, end to end', () => {
 
   it('refuses bad window settings and bad query parameters', async () => {
     const bad = await server.api('POST', '/api/rules', { id: 'bad-w', nodes: [{ id: 'w', type: 'window', window: { kind: 'sliding', size: '10s' } }] });
-    expect(bad.status).toBe(400);
-    expect(((await bad.json()) as { error: string }).error).toMatch(/^rule "bad-w", node "w" \(nodes\[0\]\.window\): missing required field "slide"/);
+    await expectApiError(bad, 400, /^rule "bad-w", node "w" \(nodes\[0\]\.window\): missing required field "slide"/);
     const noAgg = await server.api('POST', '/api/rules', { id: 'bad-w', nodes: [{ id: 'w', type: 'window', window: { kind: 'tumbling', size: '10s' } }] });
     expect(((await noAgg.json()) as { error: string }).error).toMatch(/\(nodes\[0\]\.window\): give aggregates/);
     for (const q of ['from=x', 'limit=0', 'from=10&to=5', 'nope=1']) {
