@@ -3,20 +3,13 @@ import { startConsumer, type Consumer, type ConsumerOptions } from '../server/sr
 import { FileLog } from '../server/src/log/file-log.js';
 import type { StoredRecord } from '../server/src/log/types.js';
 import { record } from './contracts/log-contract.js';
-import { capturingLogger, silentLogger, tempDir, waitFor } from './support/test-server.js';
+import { capturingLogger, silentLogger, tempDir, waitFor, within } from './support/test-server.js';
 
 /**
  * What the consumer promises its handler (consumer.ts): at-least-once — a batch is committed only
  * after its handler succeeded, a failing batch comes again, never skipped — and that it stops
  * rather than spins when the log is closed under it. The kill -9 case is consumer-crash.test.ts.
  */
-/** `promise`, or a rejection once `ms` have passed: a test fails rather than hangs. */
-function within<T>(ms: number, promise: Promise<T>): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const deadline = new Promise<never>((_, reject) => { timer = setTimeout(() => reject(new Error(`not settled within ${ms} ms`)), ms); });
-  return Promise.race([promise, deadline]).finally(() => clearTimeout(timer));
-}
-
 describe('consumer delivery', () => {
   const logs: FileLog[] = [];
   afterEach(async () => {
@@ -140,7 +133,7 @@ describe('consumer delivery', () => {
       expect(loops - loopsBefore).toBeLessThan(10);
       expect(lines.filter((l) => l.msg === 'consumer batch failed; retrying')).toEqual([]);
       // It had got to the end before the log closed.
-      await within(1000, consumer.caughtUp());
+      await within(1000, 'the consumer to settle', consumer.caughtUp());
     } finally {
       await consumer.stop();
     }
@@ -192,7 +185,7 @@ describe('consumer delivery', () => {
       release();
       await waitFor('the consumer to say it stopped', () => (lines.some((l) => l.msg.includes('the log was closed')) ? true : undefined), 2000);
       // Record 1 was never handed over: waiting for the group to catch up must not wait forever.
-      await expect(within(1000, consumer.caughtUp())).rejects.toMatchObject({ code: 'NOT_READY', message: expect.stringMatching(/stopped before it caught up on t: the log was closed/) });
+      await expect(within(1000, 'the consumer to settle', consumer.caughtUp())).rejects.toMatchObject({ code: 'NOT_READY', message: expect.stringMatching(/stopped before it caught up on t: the log was closed/) });
     });
     expect(calls).toEqual([[0]]);
     expect(lines.filter((l) => l.msg === 'consumer batch failed; retrying')).toEqual([]);

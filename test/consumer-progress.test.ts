@@ -4,14 +4,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { startConsumer, type Consumer, type ConsumerOptions } from '../server/src/log/consumer.js';
 import { FileLog } from '../server/src/log/file-log.js';
 import { record } from './contracts/log-contract.js';
-import { capturingLogger, silentLogger, tempDir, waitFor } from './support/test-server.js';
-
-/** `promise`, or a rejection once `ms` have passed: a test fails rather than hangs. */
-function within<T>(ms: number, promise: Promise<T>): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const deadline = new Promise<never>((_, reject) => { timer = setTimeout(() => reject(new Error(`not settled within ${ms} ms`)), ms); });
-  return Promise.race([promise, deadline]).finally(() => clearTimeout(timer));
-}
+import { capturingLogger, silentLogger, tempDir, waitFor, within } from './support/test-server.js';
 
 /** What a consumer reports while it works (consumer.ts): read failures, positions, caughtUp(). */
 describe('consumer progress', () => {
@@ -61,7 +54,7 @@ describe('consumer progress', () => {
     const positions: [number, number][] = [];
     const { logger, lines } = capturingLogger();
     const consumer = start({ log, logger, idle: () => true, onPosition: (p, o) => { positions.push([p, o]); } });
-    await within(1000, consumer.caughtUp());
+    await within(1000, 'the consumer to settle', consumer.caughtUp());
     await new Promise((r) => setTimeout(r, 30));
     expect(positions).toEqual([[0, 0]]);
     expect(await log.committed('g', 't', 0)).toBeUndefined();
@@ -84,10 +77,10 @@ describe('consumer progress', () => {
   it('caughtUp() waits for an idle skip and for an offset reset', async () => {
     const idleLog = await openLog();
     const idleConsumer = start({ log: idleLog, idle: () => true });
-    await within(1000, idleConsumer.caughtUp()); // started, waiting for records
+    await within(1000, 'the consumer to settle', idleConsumer.caughtUp()); // started, waiting for records
     const appended = Promise.all(Array.from({ length: 5 }, (_, i) => idleLog.append('t', record('k', `v${i}`))));
     await new Promise((r) => setImmediate(r)); // the flush has run: the records are there, the consumer is woken
-    await within(1000, idleConsumer.caughtUp());
+    await within(1000, 'the consumer to settle', idleConsumer.caughtUp());
     await appended;
     expect(await idleLog.committed('g', 't', 0)).toBe(5);
 
@@ -96,7 +89,7 @@ describe('consumer progress', () => {
     resetLog.commit('g', 't', 0, 9);
     const handled: number[] = [];
     const resetConsumer = start({ log: resetLog, handle: (r) => { handled.push(...r.map((x) => x.offset)); } });
-    await within(1000, resetConsumer.caughtUp());
+    await within(1000, 'the consumer to settle', resetConsumer.caughtUp());
     expect(await resetLog.committed('g', 't', 0)).toBe(5);
     expect(handled).toEqual([]);
   });
@@ -113,7 +106,7 @@ describe('consumer progress', () => {
       },
     });
     await waitFor('the handler', () => (stopping !== undefined ? true : undefined));
-    await within(1000, stopping!);
+    await within(1000, 'the consumer to settle', stopping!);
   });
 
   it('a caughtUp() already waiting when the log closes rejects', async () => {
@@ -129,6 +122,6 @@ describe('consumer progress', () => {
     await new Promise((r) => setTimeout(r, 10));
     await log.close();
     release();
-    expect(await within(1000, caught)).toBe('consumer group "g" stopped before it caught up on t: the log was closed');
+    expect(await within(1000, 'the consumer to settle', caught)).toBe('consumer group "g" stopped before it caught up on t: the log was closed');
   });
 });
