@@ -3,6 +3,8 @@ import { describe, expect, it } from 'vitest';
 import { startChildSluice, type ChildServer } from './support/child-server.js';
 import { childApi, streamSequences } from './support/qos1-streams.js';
 import { tempDir, waitFor } from './support/test-server.js';
+import { childOperatorApi, waitForZeroLag } from './support/consumer-lag.js';
+import { STORAGE_GROUP } from '../server/src/storage/storage-consumer.js';
 
 const ADMIN = 'crash-admin-token';
 const BASE_TS = 1_700_000_000_000;
@@ -24,11 +26,8 @@ describe('crash safety (kill -9)', () => {
 
     const second = await startChildSluice(dataDir, ['--admin-token', ADMIN]);
     try {
-      const log = await waitFor('storage to catch up', async () => {
-        const l = await api<{ topics: { name: string; partitions: { endOffset: number }[] }[]; groups: { name: string; partitions: { lag: number }[] }[] }>(second, 'GET', '/api/log');
-        const storage = l.groups.find((g) => g.name === 'storage');
-        return storage && storage.partitions.every((p) => p.lag === 0) ? l : undefined;
-      }, 15_000);
+      await waitForZeroLag(childOperatorApi(second, ADMIN), [STORAGE_GROUP]);
+      const log = await api<{ topics: { name: string; partitions: { endOffset: number }[] }[] }>(second, 'GET', '/api/log');
       let stored = 0;
       for (const [d, device] of devices.entries()) {
         const series = await api<{ seq?: { ts: number; value: number }[] }>(second, 'GET',

@@ -4,6 +4,8 @@ import Database from 'better-sqlite3';
 import { describe, expect, it } from 'vitest';
 import { startChildSluice, type ChildServer } from './support/child-server.js';
 import { childApi, streamSequences } from './support/qos1-streams.js';
+import { STORAGE_GROUP } from '../server/src/storage/storage-consumer.js';
+import { childOperatorApi, waitForZeroLag } from './support/consumer-lag.js';
 import { tempDir, waitFor } from './support/test-server.js';
 
 const ADMIN = 'durability-admin-token';
@@ -56,11 +58,7 @@ describe('storage durability (kill -9, then the WAL is lost)', () => {
       loseWal(wal);
 
       second = await startChildSluice(dataDir, ['--admin-token', ADMIN]);
-      await waitFor('storage to catch up', async () => {
-        const l = await api<{ groups: { name: string; partitions: { lag: number }[] }[] }>(second!, 'GET', '/api/log');
-        const storage = l.groups.find((g) => g.name === 'storage');
-        return storage && storage.partitions.every((p) => p.lag === 0) ? true : undefined;
-      }, 20_000);
+      await waitForZeroLag(childOperatorApi(second, ADMIN), [STORAGE_GROUP], 20_000);
       for (const [d, device] of devices.entries()) {
         const series = await api<{ seq?: { ts: number; value: number }[] }>(second, 'GET',
           `/api/devices/${device.id}/telemetry?keys=seq&from=${BASE_TS}&to=${BASE_TS + 10_000_000}&limit=10000`);

@@ -3,6 +3,8 @@ import path from 'node:path';
 import Database from 'better-sqlite3';
 import { describe, expect, it } from 'vitest';
 import { startChildSluice, type ChildServer } from './support/child-server.js';
+import { RULES_GROUP } from '../server/src/rules/rules-consumer.js';
+import { childOperatorApi, waitForZeroLag } from './support/consumer-lag.js';
 import { tempDir, waitFor } from './support/test-server.js';
 
 const ADMIN = 'windows-crash-admin';
@@ -24,11 +26,7 @@ async function publish(server: ChildServer, token: string, from: number, to: num
 }
 
 async function rulesCaughtUp(server: ChildServer): Promise<void> {
-  await waitFor('the rules group to catch up', async () => {
-    const log = await api<{ groups: { name: string; partitions: { lag: number }[] }[] }>(server, 'GET', '/api/log');
-    const rules = log.groups.find((g) => g.name === 'rules');
-    return rules && rules.partitions.every((p) => p.lag === 0) ? true : undefined;
-  }, 15_000);
+  await waitForZeroLag(childOperatorApi(server, ADMIN), [RULES_GROUP]);
 }
 
 /** Waits for a window checkpoint whose offsets say the rules group processed `records` records of the telemetry topic. */

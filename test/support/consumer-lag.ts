@@ -10,6 +10,11 @@ export interface OperatorApi {
   adminToken: string;
 }
 
+/** The operator API of a server in a child process (child-server.ts), for the helpers here. */
+export function childOperatorApi(server: { ports: { http: number } }, adminToken: string): OperatorApi {
+  return { baseUrl: `http://127.0.0.1:${server.ports.http}`, adminToken };
+}
+
 /** The topic each of Sluice's consumer groups reads. */
 export const groupTopics: Record<string, string> = {
   [STORAGE_GROUP]: TELEMETRY_TOPIC, [RULES_GROUP]: TELEMETRY_TOPIC, [WINDOW_RULES_GROUP]: WINDOWS_TOPIC,

@@ -67,7 +67,7 @@ export function deeplyNestedPayload(depth: number): string {
 }
 
 /** What the tests here need of a running server: TestServer has it, and so has startWithLimits'. */
-export type RunningServer = Pick<TestServer, 'sluice' | 'config' | 'dataDir' | 'baseUrl' | 'api' | 'json' | 'createDevice' | 'connectDevice' | 'stop'>;
+export type RunningServer = Pick<TestServer, 'sluice' | 'config' | 'dataDir' | 'baseUrl' | 'adminToken' | 'api' | 'json' | 'createDevice' | 'connectDevice' | 'stop'>;
 
 /**
  * A real Sluice like TestServer.start() gives, with telemetry limits set as the flags set them
@@ -92,7 +92,7 @@ export async function startWithLimits(limits: TelemetryLimits, dataDir = tempDir
     return (await res.json()) as T;
   };
   return {
-    sluice, config, dataDir, baseUrl, api, json: json as RunningServer['json'],
+    sluice, config, dataDir, baseUrl, adminToken: sluice.adminToken, api, json: json as RunningServer['json'],
     createDevice: (name, extra = {}) => json<CreatedDevice>('POST', '/api/devices', { name, ...extra }),
     connectDevice: (token, options = {}) => connectMqtt(`mqtt://127.0.0.1:${sluice.ports.mqtt}`, { username: token, ...options }),
     stop: () => sluice.stop(),

@@ -1,7 +1,7 @@
 import mqtt from 'mqtt';
 import type { ChildServer } from './child-server.js';
 import { RULES_GROUP, WINDOW_RULES_GROUP } from '../../server/src/rules/rules-consumer.js';
-import { waitForZeroLag } from './consumer-lag.js';
+import { childOperatorApi, waitForZeroLag } from './consumer-lag.js';
 import { within } from './test-server.js';
 
 /**
@@ -58,5 +58,5 @@ export async function childApi<T>(server: ChildServer, adminToken: string, metho
 
 /** Waits until a child server's rules groups (`rules`, `rules-windows`) have handled everything in the log now. */
 export async function childRulesCaughtUp(server: ChildServer, adminToken: string, timeoutMs = 15_000): Promise<void> {
-  await waitForZeroLag({ baseUrl: `http://127.0.0.1:${server.ports.http}`, adminToken }, [RULES_GROUP, WINDOW_RULES_GROUP], timeoutMs);
+  await waitForZeroLag(childOperatorApi(server, adminToken), [RULES_GROUP, WINDOW_RULES_GROUP], timeoutMs);
 }
