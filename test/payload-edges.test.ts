@@ -38,11 +38,8 @@ describe('exact reasons', () => {
     expect(reason('{"values":{"a":1},"x":1}').reason).toBe('unexpected key "x" beside "ts" and "values"');
     expect(reason('[{"ts":1,"values":{"a":1},"x":1}]').reason).toBe('unexpected key "x" beside "ts" and "values" at [0]');
     expect(reason('[1]').reason).toBe('expected a JSON object at [0], got number 1');
-    expect(reason('{"a":null}').reason).toBe('value of "a" must be a number, boolean, string or object, got null');
-    expect(reason('{"ts":1,"values":{"a":[1]}}').reason).toBe('value of "a" in .values must be a number, boolean, string or object, got an array');
     expect(reason('{"a":1}x')).toMatchObject({ category: 'not_json', reason: expect.stringMatching(/^payload is not valid JSON: /) });
-    expect(reason('[{"a":null}]').category).toBe('bad_shape');
-    expect(reason('{"a":null}').category).toBe('bad_shape');
+    expect(reason('[{"a":1},{"ts":1,"values":{"":1}}]')).toEqual({ ok: false, category: 'bad_shape', reason: 'empty key in [1].values' });
   });
 
   it('takes a key of the maximum length and refuses a longer one, naming its start', () => {

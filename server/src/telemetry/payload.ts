@@ -3,11 +3,12 @@
  *   {"temp": 21.5, "on": true}                    values at server time
  *   {"ts": 1700000000000, "values": {...}}        values at the device's time
  *   [ either of the above, ... ]
- * Values: number, boolean, string or JSON object. This parser runs per message, so it returns a
- * rejection reason instead of throwing.
+ * Values: number, boolean, string, or JSON (an object, an array or null, stored as JSON as
+ * ThingsBoard stores them). This parser runs per message, so it returns a rejection reason
+ * instead of throwing.
  */
 
-export type TelemetryValue = number | boolean | string | Record<string, unknown>;
+export type TelemetryValue = number | boolean | string | null | unknown[] | Record<string, unknown>;
 
 export interface TelemetryEntry {
   ts: number;
@@ -120,21 +121,16 @@ function checkValues(values: Record<string, unknown>, where: string, depth: numb
     count++;
     if (key.length === 0) return `empty key${where ? ` in ${where}` : ''}`;
     if (key.length > MAX_KEY_LENGTH) return `key "${key.slice(0, 40)}…" is longer than ${MAX_KEY_LENGTH} characters`;
+    // JSON gives a number, boolean, string, null, object or array: each is a value. Only objects
+    // and arrays have anything nested, so a flat message costs no walk at all.
     const v = values[key];
-    const t = typeof v;
-    if (t === 'number' || t === 'boolean' || t === 'string') continue;
-    if (isPlainObject(v)) {
-      // Only object values have anything nested: a flat message costs no walk at all.
-      if (limits) {
-        const problem = walkNested(v, depth + 1, limits);
-        if (problem === 'too_many_keys') return tooManyKeys(limits);
-        if (problem === 'too_deep') {
-          return new Rejection(`value of "${key}"${where ? ` in ${where}` : ''} is nested more than ${limits.maxDepth} levels deep (objects and arrays, counted from the payload's outermost brackets)`, 'too_complex');
-        }
+    if (limits && typeof v === 'object' && v !== null) {
+      const problem = walkNested(v, depth + 1, limits);
+      if (problem === 'too_many_keys') return tooManyKeys(limits);
+      if (problem === 'too_deep') {
+        return new Rejection(`value of "${key}"${where ? ` in ${where}` : ''} is nested more than ${limits.maxDepth} levels deep (objects and arrays, counted from the payload's outermost brackets)`, 'too_complex');
       }
-      continue;
     }
-    return `value of "${key}"${where ? ` in ${where}` : ''} must be a number, boolean, string or object, got ${describe(v)}`;
   }
   if (count === 0) return `no values${where ? ` in ${where}` : ''}: send at least one key`;
   keysCounted += count;
