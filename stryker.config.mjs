@@ -35,5 +35,5 @@ export default {
   jsonReporter: { fileName: 'reports/mutation/mutation.json' },
   thresholds: { high: 85, low: 70, break: null },
   tempDirName: '.stryker-tmp',
-  ignorePatterns: ['reports', 'dashboard/dist', 'node_modules', '.stryker-*', 'coverage'],
+  ignorePatterns: ['reports', 'dashboard/dist', 'node_modules', '.stryker-*', 'coverage', 'test-peers'],
 };
