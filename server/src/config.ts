@@ -31,8 +31,20 @@ export interface Config {
   /** Backoff of alarm webhook retries (not a flag: tests shorten it). */
   alarmRetry: { firstMs: number; maxMs: number };
   demo: boolean;
+  /** TLS for devices (MQTT over TLS, WSS) and, when asked, HTTPS; absent without --tls-cert/--tls-key. */
+  tls?: TlsConfig;
   /** Per-message, per-device, per-connection and per-rule bounds set by flags (docs/limits.md); unset ones keep their defaults. */
   limits: Limits;
+}
+
+export interface TlsConfig {
+  /** PEM files, read at start and again on SIGHUP or when they change. */
+  certFile: string;
+  keyFile: string;
+  /** MQTT over TLS (8883 unless given; 0 picks a free one). */
+  mqttPort: number;
+  /** HTTPS (and WSS) instead of HTTP on the HTTP port, with the same certificate. */
+  https: boolean;
 }
 
 const logLevels = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
@@ -52,6 +64,10 @@ const options = {
   'log-retention-bytes': { env: 'LOG_RETENTION_BYTES', default: 'none', help: 'keep at most this much log per partition: <n>[KiB|MiB|GiB], or none' },
   'log-segment-bytes': { env: 'LOG_SEGMENT_BYTES', default: '64MiB', help: 'log segment size: <n>[KiB|MiB|GiB], 1KiB..1GiB' },
   'health-stall-after': { env: 'HEALTH_STALL_AFTER', default: '60s', help: '/healthz fails when a consumer group has records to read and has not moved for this long: <n>ms|s|m|h' },
+  'tls-cert': { env: 'TLS_CERT', default: undefined, help: 'PEM certificate (chain) for MQTT over TLS, and HTTPS with --http-tls' },
+  'tls-key': { env: 'TLS_KEY', default: undefined, help: 'PEM private key of --tls-cert' },
+  'mqtt-tls-port': { env: 'MQTT_TLS_PORT', default: undefined, help: 'MQTT over TLS port (default 8883 when --tls-cert/--tls-key are given; 0 picks a free one)' },
+  'http-tls': { env: 'HTTP_TLS', default: 'off', help: 'on: HTTPS (and WSS for /mqtt) on the HTTP port with --tls-cert/--tls-key' },
   'log-level': { env: 'LOG_LEVEL', default: 'info', help: logLevels.join(' | ') },
   'log-format': { env: 'LOG_FORMAT', default: 'auto', help: 'pretty | json | auto (pretty on a terminal)' },
 } as const;
@@ -105,6 +121,10 @@ const schema = z.object({
   'log-retention-bytes': bytes('log-retention-bytes', true, 1024, Number.MAX_SAFE_INTEGER),
   'log-segment-bytes': bytes('log-segment-bytes', false, 1024, 1024 ** 3),
   'health-stall-after': durationOrNone('health-stall-after', false),
+  'tls-cert': z.string().min(1).optional(),
+  'tls-key': z.string().min(1).optional(),
+  'mqtt-tls-port': port('mqtt-tls-port').optional(),
+  'http-tls': z.enum(['on', 'off'], { error: 'http-tls must be on or off' }),
   'log-level': z.enum(logLevels),
   'log-format': z.enum(['pretty', 'json', 'auto']),
 });
@@ -151,6 +171,7 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv, isTty = false
   }
   const v = result.data;
   const format = v['log-format'];
+  const tls = tlsConfig(v['tls-cert'], v['tls-key'], v['mqtt-tls-port'], v['http-tls'] === 'on');
   const limitTexts: Partial<Record<LimitOptionName, string>> = {};
   for (const [name, o] of Object.entries(limitOptions) as [LimitOptionName, (typeof limitOptions)[LimitOptionName]][]) {
     const fromFlag = (parsed.values as Record<string, string | boolean | undefined>)[name];
@@ -184,10 +205,23 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv, isTty = false
       logLevel: v['log-level'],
       prettyLogs: format === 'pretty' || (format === 'auto' && isTty),
       demo: parsed.values.demo === true,
+      ...(tls ? { tls } : {}),
       limits,
       alarmRetry: { firstMs: 500, maxMs: 30_000 },
     },
   };
+}
+
+/** TLS needs both files; a TLS port or HTTPS without them is a mistake worth saying. */
+function tlsConfig(certFile: string | undefined, keyFile: string | undefined, mqttPort: number | undefined, https: boolean): TlsConfig | undefined {
+  if (certFile === undefined && keyFile === undefined) {
+    if (mqttPort !== undefined) throw new ConfigError('--mqtt-tls-port / MQTT_TLS_PORT: needs --tls-cert and --tls-key');
+    if (https) throw new ConfigError('--http-tls / HTTP_TLS: needs --tls-cert and --tls-key');
+    return undefined;
+  }
+  if (certFile === undefined) throw new ConfigError('--tls-cert / TLS_CERT: needed with --tls-key');
+  if (keyFile === undefined) throw new ConfigError('--tls-key / TLS_KEY: needed with --tls-cert');
+  return { certFile: path.resolve(certFile), keyFile: path.resolve(keyFile), mqttPort: mqttPort ?? 8883, https };
 }
 
 /** Defaults for embedding Sluice (tests, the simulator's demo): every port picked freely. */
