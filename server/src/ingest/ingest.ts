@@ -5,7 +5,7 @@ import { LogRateLimit } from '../log-rate-limit.js';
 import type { Logger } from '../logger.js';
 import type { Metrics } from '../metrics.js';
 import type { Device } from '../storage/device-registry.js';
-import { TELEMETRY_TOPIC, toLogRecord, type MessageKind } from '../telemetry/device-message.js';
+import { TELEMETRY_TOPIC, toLogRecord, type MessageKind, type UserProperties } from '../telemetry/device-message.js';
 import {
   DEFAULT_MAX_PAYLOAD_DEPTH, DEFAULT_MAX_PAYLOAD_KEYS, parseTelemetryPayload, type ParsedTelemetry, type PayloadLimits, type RejectionCategory,
 } from '../telemetry/payload.js';
@@ -40,6 +40,13 @@ export type IngestOutcome =
  */
 const LOG_FULL_HOLD_MS = 1000;
 
+/**
+ * MQTT 5 user properties a message may carry into the log (as JSON, in a record header, for the
+ * rules' metadata): names and values together. The packet size limit bounds them too, but it
+ * grows with --max-payload-bytes; this does not.
+ */
+export const MAX_USER_PROPERTIES_BYTES = 4096;
+
 const ACCEPTED: IngestOutcome = Object.freeze({ accepted: true });
 
 export class Ingest {
@@ -67,11 +74,20 @@ export class Ingest {
     this.deviceAttributes = options.deviceAttributes;
   }
 
-  accept(device: Device, kind: MessageKind, payload: Buffer, transport: Transport, topic: string): Promise<IngestOutcome> {
+  accept(device: Device, kind: MessageKind, payload: Buffer, transport: Transport, topic: string, userProperties?: UserProperties): Promise<IngestOutcome> {
     const receivedAt = this.clock.now();
     if (payload.length > this.maxPayloadBytes) {
       return Promise.resolve(this.reject(transport, topic, device.id, receivedAt, 'too_large',
         `payload of ${payload.length} bytes exceeds the ${this.maxPayloadBytes}-byte limit`));
+    }
+    let userPropertiesJson: string | undefined;
+    if (userProperties !== undefined) {
+      userPropertiesJson = JSON.stringify(userProperties);
+      const bytes = Buffer.byteLength(userPropertiesJson);
+      if (bytes > MAX_USER_PROPERTIES_BYTES) {
+        return Promise.resolve(this.reject(transport, topic, device.id, receivedAt, 'too_complex',
+          `user properties take ${bytes} bytes as JSON, more than ${MAX_USER_PROPERTIES_BYTES}`));
+      }
     }
     const parsed = parseTelemetryPayload(payload, receivedAt, this.payloadLimits);
     if (!parsed.ok) return Promise.resolve(this.reject(transport, topic, device.id, receivedAt, parsed.category, parsed.reason));
@@ -81,7 +97,7 @@ export class Ingest {
       if (tooMany !== undefined) return Promise.resolve(this.reject(transport, topic, device.id, receivedAt, 'too_many_keys', tooMany));
     }
     // Not an async function: one promise per message less (this runs for every message).
-    return this.log.append(TELEMETRY_TOPIC, toLogRecord(device.id, kind, payload, receivedAt)).then((appended) => {
+    return this.log.append(TELEMETRY_TOPIC, toLogRecord(device.id, kind, payload, receivedAt, userPropertiesJson)).then((appended) => {
       this.metrics.countMessageIn(transport, kind);
       if (kind === 'telemetry' && this.telemetryListener) this.notify(device, parsed, appended, payload.length);
       return ACCEPTED;

@@ -2,7 +2,7 @@ import { startConsumer, type Consumer, type ConsumerOptions } from '../log/consu
 import type { Log, StoredRecord } from '../log/types.js';
 import type { Logger } from '../logger.js';
 import type { Device, DeviceRegistry } from '../storage/device-registry.js';
-import { messageKind, TELEMETRY_TOPIC } from '../telemetry/device-message.js';
+import { messageKind, TELEMETRY_TOPIC, userPropertiesOf } from '../telemetry/device-message.js';
 import { parseTelemetryPayload } from '../telemetry/payload.js';
 import type { RecentEntries } from '../telemetry/recent-entries.js';
 import type { RuleDevice, RuleMessage } from './message.js';
@@ -73,9 +73,12 @@ export function toMessages(records: readonly StoredRecord[], registry: DeviceReg
       if (!parsed.ok) continue;
       entries = parsed.entries;
     }
+    // MQTT 5 user properties of the PUBLISH, for every message of its payload.
+    const userProperties = userPropertiesOf(record);
     for (let i = 0; i < entries.length; i++) {
       const entry = entries[i]!;
-      messages.push({ deviceId: device.id, ts: entry.ts, values: entry.values, metadata: {}, device: d, offset: record.offset, partition: record.partition, entry: i });
+      const metadata = userProperties === undefined ? {} : { userProperties };
+      messages.push({ deviceId: device.id, ts: entry.ts, values: entry.values, metadata, device: d, offset: record.offset, partition: record.partition, entry: i });
     }
   }
   return messages;

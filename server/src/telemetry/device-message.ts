@@ -15,8 +15,27 @@ const headersOf: Record<MessageKind, Record<string, string>> = {
   attributes: Object.freeze({ kind: 'attributes' }),
 };
 
-export function toLogRecord(deviceId: string, kind: MessageKind, payload: Buffer, receivedAt: number): LogRecord {
-  return { key: deviceId, value: payload, timestamp: receivedAt, headers: headersOf[kind] };
+/** MQTT 5 user properties of a PUBLISH, as mqtt-packet gives them: a repeated name has its values in an array. */
+export type UserProperties = Record<string, string | string[]>;
+
+/** The header that carries a message's MQTT 5 user properties (JSON), on the records that have any. */
+const USER_PROPERTIES_HEADER = 'mqtt-user-properties';
+
+export function toLogRecord(deviceId: string, kind: MessageKind, payload: Buffer, receivedAt: number, userPropertiesJson?: string): LogRecord {
+  const headers = userPropertiesJson === undefined ? headersOf[kind] : { kind, [USER_PROPERTIES_HEADER]: userPropertiesJson };
+  return { key: deviceId, value: payload, timestamp: receivedAt, headers };
+}
+
+/** The user properties a record carries, if any (and if its header is intact JSON of that shape). */
+export function userPropertiesOf(record: StoredRecord): UserProperties | undefined {
+  const text = record.headers?.[USER_PROPERTIES_HEADER];
+  if (text === undefined) return undefined;
+  try {
+    const parsed: unknown = JSON.parse(text);
+    return typeof parsed === 'object' && parsed !== null && !Array.isArray(parsed) ? (parsed as UserProperties) : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 export function messageKind(record: StoredRecord): MessageKind {
