@@ -62,6 +62,11 @@ export function createMetrics(log: Log, logStats?: FileLogStats) {
     mqttQueuedDropped: new Counter({
       name: 'sluice_mqtt_queued_messages_dropped_total', help: 'Messages not queued for an offline MQTT session because its queue was full (the newest are dropped)', registers: [registry],
     }),
+    mqttOutboundDropped: new Counter({
+      name: 'sluice_mqtt_outbound_dropped_total',
+      help: 'Messages to MQTT clients not sent, by reason (client_maximum_packet_size: larger than the client takes; slow_subscriber: QoS 0 to a client that does not read; retained_store_full: not retained, the store is at its cap)',
+      labelNames: ['reason'] as const, registers: [registry],
+    }),
     mqttSessionsDropped: new Counter({
       name: 'sluice_mqtt_sessions_dropped_total', help: 'Offline persistent MQTT sessions dropped, by reason (expired, device_limit, device_deleted)', labelNames: ['reason'] as const, registers: [registry],
     }),
@@ -146,6 +151,18 @@ export function createMetrics(log: Log, logStats?: FileLogStats) {
         },
       });
     },
+    // Gateway API and device credentials (issue 19); their rejections are also in sluice_messages_rejected_total.
+    gatewayMessages: new Counter({
+      name: 'sluice_gateway_messages_total', help: 'Messages gateways published on v1/gateway/*, by topic (connect, disconnect, telemetry, attributes, attributes_request, rpc, claim, other) and outcome (accepted, rejected)',
+      labelNames: ['topic', 'outcome'] as const, registers: [registry],
+    }),
+    gatewaySubDevicesCreated: new Counter({
+      name: 'sluice_gateway_sub_devices_created_total', help: 'Sub-devices gateways created by naming them', registers: [registry],
+    }),
+    devicePasswordChecks: new Counter({
+      name: 'sluice_device_password_checks_total', help: 'MQTT basic password checks by outcome (good, cached: good without hashing, wrong, busy: refused, too many waiting)',
+      labelNames: ['outcome'] as const, registers: [registry],
+    }),
   };
 }
 

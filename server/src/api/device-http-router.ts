@@ -9,6 +9,8 @@ import type { MessageKind } from '../telemetry/device-message.js';
 /**
  * /api/v1/:token/telemetry|attributes: the device HTTP API (ThingsBoard's). The token in the path
  * is the device's credential, so these routes need no admin token. Answers 200 once durable.
+ * Devices on MQTT basic or X.509 credentials have no token here (as in ThingsBoard): the registry
+ * finds devices by the tokens they are on only.
  */
 export function deviceHttpRouter(registry: DeviceRegistry, ingest: Ingest, metrics: Metrics, clock: Clock, maxPayloadBytes: number): Router {
   const router = Router();

@@ -33,6 +33,9 @@ export type IngestOutcome =
   | { accepted: true }
   | { accepted: false; reason: string; category: RejectionCategory };
 
+/** Rejections of a whole message beyond its payload's own: a gateway speaking for a device not its own, one sub-device too many. */
+export type MessageRejectionCategory = RejectionCategory | 'not_authorized' | 'too_many_devices';
+
 /**
  * The ingestion node: validate a device message, then append it to the log. Resolves only once
  * the message is durable (that is when MQTT sends PUBACK and HTTP answers 200); a rejected
@@ -149,6 +152,19 @@ export class Ingest {
     }
     if (full) return new SluiceError('LOG_FULL', 'disk full: the server cannot store messages right now; retry later', { cause: err });
     return err instanceof SluiceError ? err : new SluiceError('LOG_IO', 'the log could not store the message', { cause: err });
+  }
+
+  /** The limits accept() applies, for callers that take a message apart first (the gateway API). */
+  limits(): { maxPayloadBytes: number; payloadLimits: Readonly<PayloadLimits> } {
+    return { maxPayloadBytes: this.maxPayloadBytes, payloadLimits: this.payloadLimits };
+  }
+
+  /** As reject(), for the categories a payload alone cannot have (MessageRejectionCategory): counted and listed the same. */
+  rejectMessage(transport: Transport, topic: string, deviceId: string | undefined, ts: number, category: MessageRejectionCategory, reason: string): { accepted: false; reason: string; category: MessageRejectionCategory } {
+    this.metrics.messagesRejected.inc({ transport, reason: category });
+    const kept = this.rejectedMessages.add({ ts, deviceId, topic, reason });
+    this.logger.debug({ deviceId, topic: kept.topic, reason: kept.reason }, 'rejected a device message');
+    return { accepted: false, reason, category };
   }
 
   /** Records a message that never reached validation (e.g. an unknown topic). */

@@ -171,6 +171,23 @@ export const migrations: string[] = [
   // Where the `windows` topic ended when the checkpoint's state was taken: what a resume from it
   // emits again is recognised and not appended twice (window-results-topic.ts). NULL: not known.
   `ALTER TABLE window_checkpoint ADD COLUMN windows_end TEXT;`,
+  // Gateways and their sub-devices, and device credentials other than an access token (issue 19):
+  // a device with no device_credentials row is on its access token (devices.token); one with a
+  // row is on MQTT basic credentials (client id and/or username, password scrypt-hashed) or an
+  // X.509 certificate (its SHA-256 fingerprint and PEM), and its devices.token is dormant.
+  // gateway_id: the gateway a sub-device was created by (NULL for other devices).
+  `ALTER TABLE devices ADD COLUMN is_gateway INTEGER NOT NULL DEFAULT 0;
+   ALTER TABLE devices ADD COLUMN gateway_id TEXT;
+   CREATE TABLE device_credentials (
+     device_id TEXT PRIMARY KEY REFERENCES devices(id) ON DELETE CASCADE,
+     type TEXT NOT NULL CHECK (type IN ('mqtt_basic', 'x509')),
+     client_id TEXT,
+     username TEXT,
+     password_hash TEXT,
+     fingerprint TEXT UNIQUE,
+     certificate TEXT
+   );
+   CREATE UNIQUE INDEX device_credentials_mqtt_basic ON device_credentials (ifnull(client_id, ''), ifnull(username, '')) WHERE type = 'mqtt_basic';`,
 ];
 
 export function openDatabase(dataDir: string): Db {
