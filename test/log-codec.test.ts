@@ -1,3 +1,4 @@
+import { crc32c } from '@node-rs/crc32';
 import { describe, expect, it } from 'vitest';
 import { BATCH_HEADER_BYTES, checkBatch, decodeBatch, encodeBatch, readUint64, writeUint64 } from '../server/src/log/batch-codec.js';
 import type { LogRecord, StoredRecord } from '../server/src/log/types.js';
@@ -103,6 +104,41 @@ describe('batch codec', () => {
     // A key one byte longer or shorter than a cached one, same sampled words.
     const out = decodeAll(encodeBatch(['abcd0fghi0klmn00qrst', 'abcd0fghi0klmn00qrs', 'abcd0fghi0klmn00qrstu'].map((k) => rec(k, k, 1)), 0));
     expect(out.map((r) => r.key)).toEqual(['abcd0fghi0klmn00qrst', 'abcd0fghi0klmn00qrs', 'abcd0fghi0klmn00qrstu']);
+  });
+
+  it('decodes a key that collides with a longer cached key it is the start of as itself', () => {
+    // These two hash alike under the key cache's hash (found by search): the short one is the first 8 bytes of the long one.
+    const long = 'GPWHmp4XAzgfWb23xssAmNILIbahGD83';
+    const short = 'GPWHmp4X';
+    const out = decodeAll(encodeBatch([rec(long, '1', 1), rec(short, '2', 1), rec(long, '3', 1)], 0));
+    expect(out.map((r) => r.key)).toEqual([long, short, long]);
+  });
+
+  it('decodes a key that collides with a cached key of the same length differing in every byte as itself', () => {
+    // These two hash alike under the key cache's hash (found by search), and no byte of one equals the other's at the same place.
+    const keys = ['CQ8sYw4a0IUWaiiwIykE6Y2sSyWICuUq', 'zTlrVvpflvf5JrxBhbT5NXr1TztlpTph'];
+    const out = decodeAll(encodeBatch([rec(keys[0]!, '1', 1), rec(keys[1]!, '2', 1), rec(keys[0]!, '3', 1)], 0));
+    expect(out.map((r) => r.key)).toEqual([keys[0], keys[1], keys[0]]);
+  });
+
+  it('decodes no more records than the batch holds, nor more than its header counts (a batch its writer miscounted, CRC and all)', () => {
+    const miscounted = (recordCount: number) => {
+      const buf = encodeBatch([rec('a', '1', 1), rec('b', '2', 2), rec('c', '3', 3)], 10);
+      buf.writeUInt32BE(recordCount, 20);
+      buf.writeUInt32BE(crc32c(buf.subarray(16)), 12);
+      return buf;
+    };
+    const decode = (buf: Buffer) => {
+      // Another batch follows, as in a segment: what lies past the end is records too.
+      const two = Buffer.concat([buf, encodeBatch([rec('d', '4', 4), rec('e', '5', 5)], 13)]);
+      const check = checkBatch(two, 0);
+      if (!check.ok) throw new Error(`batch not ok: ${check.reason}`);
+      const out: StoredRecord[] = [];
+      decodeBatch(two, 0, check, 0, 't', 0, out);
+      return out.map((r) => [r.offset, r.key, r.value.toString()]);
+    };
+    expect(decode(miscounted(5))).toEqual([[10, 'a', '1'], [11, 'b', '2'], [12, 'c', '3']]);
+    expect(decode(miscounted(2))).toEqual([[10, 'a', '1'], [11, 'b', '2']]);
   });
 
   it('decodes headers of the same size but other bytes anew (the last header block is reused only when equal)', () => {

@@ -225,7 +225,9 @@ describe('partition log', () => {
     const results = await Promise.allSettled(Array.from({ length: 30 }, (_, i) => log.append('t', record('k', `late-${i}`.padEnd(60, '.')))));
     const failed = results.filter((r) => r.status === 'rejected');
     expect(failed.length).toBeGreaterThan(0);
-    expect((failed[0] as PromiseRejectedResult).reason).toMatchObject({ code: 'LOG_IO', message: expect.stringMatching(/^log write failed: ENOENT/) });
+    expect((failed[0] as PromiseRejectedResult).reason).toMatchObject({
+      code: 'LOG_IO', message: expect.stringMatching(/^log write failed: ENOENT/), cause: expect.objectContaining({ code: 'ENOENT' }),
+    });
     const ok = results.filter((r) => r.status === 'fulfilled').map((r) => (r as PromiseFulfilledResult<{ offset: number }>).value.offset);
     expect(ok).toEqual(ok.map((_, i) => 10 + i)); // the ones before the failure, in order
     expect(results.slice(0, ok.length).every((r) => r.status === 'fulfilled')).toBe(true);

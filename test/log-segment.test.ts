@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { checkBatch, encodeBatch } from '../server/src/log/batch-codec.js';
+import { checkBatch, encodeBatch, readUint64 } from '../server/src/log/batch-codec.js';
 import { FileLog, type FileLogOptions } from '../server/src/log/file-log.js';
 import type { StoredRecord } from '../server/src/log/types.js';
 import { record } from './contracts/log-contract.js';
@@ -34,6 +34,13 @@ describe('segments on disk', () => {
     for (let i = 0; i < n; i++) await log.append('t', record('k', `value-${String(i).padStart(4, '0')}`));
   };
   const batchBytes = encodeBatch([record('k', 'value-0000')], 0).length;
+  /** Appends one at a time, record i stamped `timestamp(i)`. */
+  const appendStamped = async (log: FileLog, n: number, timestamp: (i: number) => number) => {
+    for (let i = 0; i < n; i++) await log.append('t', record('k', `value-${String(i).padStart(4, '0')}`, timestamp(i)));
+  };
+  /** 2048-byte segments: 23 records each, so 0 and 23 are sealed and 46 is active after 60 records. */
+  const small = (indexIntervalBytes: number) => ({ retention: { segmentBytes: 2048, indexIntervalBytes, retentionMs: null } });
+  const T0 = 1_700_000_000_000;
 
   it('cuts the active segment off at a batch whose base offset does not follow the one before', async () => {
     const dir = tempDir();
@@ -197,5 +204,140 @@ describe('segments on disk', () => {
     expect(log.stats.corruptRecordsSkipped).toBe(recordsInFirst - 5);
     const check = checkBatch(fs.readFileSync(file), 5 * batchBytes);
     expect(check).toMatchObject({ ok: false, reason: 'crc' });
+  });
+
+  it('cuts a later active segment\'s damaged tail, and rebuilds its index files to the batches it kept', async () => {
+    const dir = tempDir();
+    const first = open(dir, small(1));
+    await first.ensureTopic('t', 1);
+    await appendStamped(first, 30, (i) => T0 + i);
+    await first.close();
+    expect(fs.statSync(segmentFile(dir, 23)).size).toBe(7 * batchBytes);
+    const index = fs.readFileSync(segmentFile(dir, 23, 'index'));
+    const timeIndex = fs.readFileSync(segmentFile(dir, 23, 'timeindex'));
+    expect([index.length, timeIndex.length]).toEqual([7 * 8, 7 * 12]);
+    const bytes = fs.readFileSync(segmentFile(dir, 23));
+    bytes[5 * batchBytes + 45] = bytes[5 * batchBytes + 45]! ^ 0xff; // the sixth batch
+    fs.writeFileSync(segmentFile(dir, 23), bytes);
+    const { logger, lines } = capturingLogger();
+    const log = open(dir, small(1), logger);
+    expect(lines.find((l) => l.msg.includes('damaged bytes'))).toMatchObject({ truncatedBytes: 2 * batchBytes, validRecords: 5, reason: 'batch crc' });
+    expect(fs.readFileSync(segmentFile(dir, 23, 'index'))).toEqual(index.subarray(0, 5 * 8));
+    expect(fs.readFileSync(segmentFile(dir, 23, 'timeindex'))).toEqual(timeIndex.subarray(0, 5 * 12));
+    expect((await log.offsets('t', 0)).end).toBe(28);
+  });
+
+  it('rebuilds a sealed segment\'s time index that names an offset past its records', async () => {
+    const dir = tempDir();
+    const first = open(dir, small(1));
+    await first.ensureTopic('t', 1);
+    await appendEach(first, 60);
+    await first.close();
+    const timeIndex = segmentFile(dir, 23, 'timeindex');
+    const original = fs.readFileSync(timeIndex);
+    expect(original.length).toBe(12); // one entry: the first batch's timestamp, at relative offset 0
+    const tampered = Buffer.from(original);
+    tampered.writeUInt32BE(23, 8); // the segment holds relative offsets 0 to 22
+    fs.writeFileSync(timeIndex, tampered);
+    const { logger, lines } = capturingLogger();
+    const log = open(dir, small(1), logger);
+    expect(lines.filter((l) => l.level >= 40)).toEqual([
+      expect.objectContaining({ level: 40, file: segmentFile(dir, 23), msg: 'log recovery: the segment index is missing or damaged; rebuilding it' }),
+    ]);
+    expect(fs.readFileSync(timeIndex)).toEqual(original);
+    expect((await readAll(log)).map((r) => r.offset)).toEqual(Array.from({ length: 60 }, (_, i) => i));
+  });
+
+  it('trusts the index of a sealed segment whose records are all stamped 0', async () => {
+    const dir = tempDir();
+    const first = open(dir, small(200));
+    await first.ensureTopic('t', 1);
+    await appendStamped(first, 30, () => 0);
+    await first.close();
+    const { logger, lines } = capturingLogger();
+    const log = open(dir, small(200), logger);
+    expect(lines.filter((l) => l.level >= 40)).toEqual([]);
+    expect((await readAll(log)).map((r) => r.timestamp)).toEqual(Array.from({ length: 30 }, () => 0));
+  });
+
+  it('says where a sealed segment whose index it rebuilds is damaged, and readers skip from there', async () => {
+    const dir = tempDir();
+    const first = open(dir, small(1));
+    await first.ensureTopic('t', 1);
+    await appendEach(first, 60);
+    await first.close();
+    fs.rmSync(segmentFile(dir, 0, 'index'));
+    const bytes = fs.readFileSync(segmentFile(dir, 0));
+    bytes[3 * batchBytes + 45] = bytes[3 * batchBytes + 45]! ^ 0xff; // the fourth batch
+    fs.writeFileSync(segmentFile(dir, 0), bytes);
+    const { logger, lines } = capturingLogger();
+    const log = open(dir, small(1), logger);
+    expect(lines.filter((l) => l.level >= 40).map((l) => l.msg)).toEqual([
+      'log recovery: the segment index is missing or damaged; rebuilding it',
+      'log recovery: a sealed segment has a damaged batch; readers will skip it',
+    ]);
+    expect(lines.find((l) => l.level === 50)).toMatchObject({ file: segmentFile(dir, 0), position: 3 * batchBytes, reason: 'batch crc' });
+    // The rebuilt index ends at the damage: nothing after it in that segment can be found.
+    expect((await readAll(log)).map((r) => r.offset)).toEqual([0, 1, 2, ...Array.from({ length: 37 }, (_, i) => 23 + i)]);
+    expect(log.stats.corruptRecordsSkipped).toBe(20);
+  });
+
+  it('rebuilds a later sealed segment\'s index as the roll wrote it, and the one the roll wrote is trusted', async () => {
+    const dir = tempDir();
+    const first = open(dir, small(500)); // an index entry every sixth batch: the last ones come after the last entry
+    await first.ensureTopic('t', 1);
+    await appendStamped(first, 60, (i) => T0 + i);
+    await first.close();
+    const index = fs.readFileSync(segmentFile(dir, 23, 'index'));
+    const timeIndex = fs.readFileSync(segmentFile(dir, 23, 'timeindex'));
+    const times = Array.from({ length: timeIndex.length / 12 }, (_, i) => [readUint64(timeIndex, i * 12) - T0, timeIndex.readUInt32BE(i * 12 + 8)]);
+    // The roll adds the newest timestamp, at the segment's last relative offset.
+    expect(times).toEqual([[23, 0], [29, 6], [35, 12], [41, 18], [45, 22]]);
+    const quiet = capturingLogger();
+    const again = open(dir, small(500), quiet.logger);
+    expect(quiet.lines.filter((l) => l.level >= 40)).toEqual([]);
+    await again.close();
+    fs.rmSync(segmentFile(dir, 23, 'index'));
+    fs.rmSync(segmentFile(dir, 23, 'timeindex'));
+    const { logger, lines } = capturingLogger();
+    const log = open(dir, small(500), logger);
+    expect(lines.filter((l) => l.level >= 40)).toEqual([expect.objectContaining({ level: 40, file: segmentFile(dir, 23) })]);
+    expect(fs.readFileSync(segmentFile(dir, 23, 'index'))).toEqual(index);
+    expect(fs.readFileSync(segmentFile(dir, 23, 'timeindex'))).toEqual(timeIndex);
+    expect((await readAll(log)).map((r) => r.timestamp - T0)).toEqual(Array.from({ length: 60 }, (_, i) => i));
+  });
+
+  it('rebuilds a sealed segment\'s index whose last entry points into the last bytes of the segment', async () => {
+    const dir = tempDir();
+    const first = open(dir, small(1));
+    await first.ensureTopic('t', 1);
+    await appendEach(first, 60);
+    await first.close();
+    const index = segmentFile(dir, 0, 'index');
+    const original = fs.readFileSync(index);
+    const tampered = Buffer.from(original);
+    tampered.writeUInt32BE(23 * batchBytes - 4, tampered.length - 4); // 4 bytes before the end: no room for a batch header
+    fs.writeFileSync(index, tampered);
+    const { logger, lines } = capturingLogger();
+    const log = open(dir, small(1), logger);
+    expect(lines.filter((l) => l.level >= 40).map((l) => l.msg)).toEqual(['log recovery: the segment index is missing or damaged; rebuilding it']);
+    expect(fs.readFileSync(index)).toEqual(original);
+    expect((await log.read('t', 0, 22, 1)).map((r) => r.offset)).toEqual([22]);
+  });
+
+  it('keeps an active segment whose last batch is larger than a scan chunk', async () => {
+    const dir = tempDir();
+    const first = open(dir);
+    await first.ensureTopic('t', 1);
+    await first.append('t', record('k', 'small'));
+    await first.close();
+    const second = open(dir);
+    await second.append('t', record('k', 'b'.repeat(5 * 1024 * 1024))); // a 4 MiB chunk starts at it: it is read whole
+    await second.close();
+    const { logger, lines } = capturingLogger();
+    const log = open(dir, {}, logger);
+    expect(lines.filter((l) => l.level >= 40)).toEqual([]);
+    expect(await log.offsets('t', 0)).toEqual({ start: 0, end: 2 });
+    expect((await log.read('t', 0, 1, 1)).map((r) => r.value.length)).toEqual([5 * 1024 * 1024]);
   });
 });

@@ -85,14 +85,14 @@ export class PartitionLog {
   writeQueued(now: number): { firstOffset: number; written: number; error?: SluiceError } {
     const records = this.queued;
     const firstOffset = this.endOffset;
-    if (records.length === 0) return { firstOffset, written: 0 };
     this.queued = [];
     let start = 0;
     while (start < records.length) {
       let end = start;
       let bytes = 0;
       let maxTimestamp = 0;
-      while (end < records.length && (end === start || bytes < MAX_BATCH_BYTES)) {
+      // bytes starts at 0: every batch takes at least one record.
+      while (end < records.length && bytes < MAX_BATCH_BYTES) {
         const r = records[end++]!;
         bytes += r.value.length + r.key.length + RECORD_OVERHEAD_BYTES;
         if (r.timestamp > maxTimestamp) maxTimestamp = r.timestamp;
@@ -132,25 +132,27 @@ export class PartitionLog {
       const segment = this.segments[i]!;
       const result = segment.read(next, maxBytes, this.topic, this.partition, out);
       if (!result.ok) {
-        // Never serve a damaged batch: go on at the next batch the index knows, or the next segment.
-        const resume = segment.resumeAfter(result.position) ?? this.segments[i + 1]?.baseOffset;
-        const from = out.length > 0 ? out[out.length - 1]!.offset + 1 : next;
+        // Never serve a damaged batch: serve what came before it, or go on at the next batch the
+        // index knows, or at the next segment.
         if (out.length > 0) break;
-        if (resume === undefined || resume <= from) {
+        const resume = segment.resumeAfter(result.position) ?? this.segments[i + 1]?.baseOffset;
+        if (resume === undefined || resume <= next) {
           throw new SluiceError('LOG_CORRUPT', `${this.topic}/${this.partition}: damaged batch at byte ${result.position} of ${segment.file} (${result.reason}), nothing readable after it`);
         }
-        this.logger.error({ topic: this.topic, partition: this.partition, file: segment.file, position: result.position, reason: result.reason, skipped: resume - from },
-          `log read: skipped ${resume - from} records of a damaged batch`);
-        this.events.corruptSkipped(resume - from);
+        this.logger.error({ topic: this.topic, partition: this.partition, file: segment.file, position: result.position, reason: result.reason, skipped: resume - next },
+          `log read: skipped ${resume - next} records of a damaged batch`);
+        this.events.corruptSkipped(resume - next);
         next = resume;
         i = this.segmentIndexFor(next);
         continue;
       }
-      if (out.length === 0) {
-        i++;
-        next = this.segments[i]?.baseOffset ?? next;
-      }
+      // Either records were read (and the loop ends) or none from `next` on are in this segment,
+      // which lost them off its end: go on at the next one.
+      i++;
+      next = this.segments[i]?.baseOffset ?? next;
     }
+    // Below the end, an empty answer would send a follower straight back to read again, forever.
+    if (out.length === 0) throw new SluiceError('LOG_CORRUPT', `${this.topic}/${this.partition}: records ${offset} to ${this.endOffset - 1} are missing from the log, nothing readable after them`);
     return out;
   }
 
@@ -163,6 +165,10 @@ export class PartitionLog {
       this.syncAgain ??= this.syncing.then(() => {
         this.syncAgain = undefined;
         return this.sync();
+      }, (err: unknown) => {
+        // Who waited for the failed one shares its failure; the syncs after it start afresh.
+        this.syncAgain = undefined;
+        throw err;
       });
       return this.syncAgain;
     }
@@ -203,8 +209,12 @@ export class PartitionLog {
     // A background fdatasync still running on a descriptor must finish before it is closed.
     await this.syncing?.catch(() => {});
     await this.syncAgain?.catch(() => {});
-    if (sync) this.active.syncNow();
-    for (const s of this.segments) s.close();
+    try {
+      if (sync) this.active.syncNow();
+    } finally {
+      // A failed last fsync is the caller's to report; the files are closed all the same.
+      for (const s of this.segments) s.close();
+    }
   }
 
   private get active(): Segment {

@@ -181,8 +181,8 @@ export class Segment {
 
   syncNow(): void {
     if (!this.dirty) return;
-    this.dirty = false;
     fs.fdatasyncSync(this.fd);
+    this.dirty = false; // only once synced: after a failure the next sync tries again, as syncAsync does
   }
 
   /** No more appends: records the final timestamp entry, and syncs when asked to. */
