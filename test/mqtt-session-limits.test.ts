@@ -5,6 +5,8 @@ import { waitFor, type CreatedDevice } from './support/test-server.js';
 
 const TELEMETRY = 'v1/devices/me/telemetry';
 const CONNACK_ACCEPTED = [0x20, 2, 0, 0];
+/** CONNACK accepted with Session Present 1: the server has the session's state [MQTT-3.2.2-2]. */
+const CONNACK_SESSION_PRESENT = [0x20, 2, 1, 0];
 const pubrec = (id: number) => [0x50, 2, id >> 8, id & 0xff];
 const pubcomp = (id: number) => [0x70, 2, id >> 8, id & 0xff];
 
@@ -64,15 +66,15 @@ describe('QoS 2 messages awaiting PUBREL (issue 16, finding 9)', () => {
     await first.waitClosed(3000);
     expect(await server.metric('sluice_mqtt_disconnects_total', { reason: 'qos2_receive_maximum' })).toBe(1);
 
-    // Reconnecting does not reset the count: the session still holds 100. (aedes reports Session
-    // Present from stored subscriptions only, and this session has none: 0.)
-    const back = await rawSession(server, device.token, 'hoarder-0', CONNACK_ACCEPTED);
+    // Reconnecting does not reset the count: the session still holds 100 (and is present, though
+    // it has no subscriptions: its QoS 2 receipts are session state).
+    const back = await rawSession(server, device.token, 'hoarder-0', CONNACK_SESSION_PRESENT);
     await back.write(publishPacket(TELEMETRY, '{"seq":98}', 2, 102));
     await back.waitClosed(3000);
     expect(await server.metric('sluice_mqtt_disconnects_total', { reason: 'qos2_receive_maximum' })).toBe(2);
 
     // Released ones make room; a retransmission of one still awaiting PUBREL is not appended again.
-    const third = await rawSession(server, device.token, 'hoarder-0', CONNACK_ACCEPTED);
+    const third = await rawSession(server, device.token, 'hoarder-0', CONNACK_SESSION_PRESENT);
     await third.write(pubrelPacket(1));
     await third.expect(pubcomp(1));
     await third.write(publishPacket(TELEMETRY, '{"seq":7}', 2, 103));

@@ -8,12 +8,13 @@ import { within } from './test-server.js';
  * QoS 1 telemetry from each device in `lanes` parallel streams, numbered from 0 (`{"ts": baseTs + n,
  * "values": {"seq": n}}`), until stopped or the server goes away — what the crash tests kill a
  * server in the middle of. `sent` holds what each device sent, `acked` what got its PUBACK.
+ * The clients speak MQTT 3.1.1 unless `protocolVersion` is 5.
  */
-export async function streamSequences(mqttPort: number, tokens: string[], baseTs: number, lanes = 8) {
+export async function streamSequences(mqttPort: number, tokens: string[], baseTs: number, lanes = 8, protocolVersion: 4 | 5 = 4) {
   const sent = tokens.map(() => new Set<number>());
   const acked = tokens.map(() => new Set<number>());
   let stopped = false;
-  const clients = await Promise.all(tokens.map((token) => mqtt.connectAsync(`mqtt://127.0.0.1:${mqttPort}`, { username: token, reconnectPeriod: 0 })));
+  const clients = await Promise.all(tokens.map((token) => mqtt.connectAsync(`mqtt://127.0.0.1:${mqttPort}`, { username: token, reconnectPeriod: 0, protocolVersion })));
   for (const c of clients) c.on('error', () => {});
   const streams = clients.map((client, d) => {
     let seq = 0;

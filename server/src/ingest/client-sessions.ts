@@ -4,9 +4,11 @@
  * - A client id is scoped to the device that holds its session: another device's CONNECT with
  *   it is refused (identifier rejected) instead of taking the session over and disconnecting
  *   the holder; the same device connecting again takes its session over [MQTT-3.1.4-2].
- * - A persistent (clean session 0) session whose client is gone is kept `expireAfterMs`, then
- *   dropped: MQTT 3.1.1 §4.1 leaves how long session state is kept to the server (MQTT 5 calls
- *   it the Session Expiry Interval). A device reconnecting after that gets Session Present 0.
+ * - A persistent session (MQTT 3.1.1 clean session 0, or MQTT 5 with a Session Expiry Interval)
+ *   whose client is gone is kept for its expiry — `expireAfterMs` for MQTT 3.1.1 (§4.1 leaves how
+ *   long to the server), the client's Session Expiry Interval clamped to it for MQTT 5 — then
+ *   dropped. A device reconnecting after that gets Session Present 0: an expired session is
+ *   dropped when its client id is claimed again, whenever the timer last ran.
  * - A device keeps at most `maxOfflinePerDevice` offline sessions: one that keeps inventing
  *   client ids cannot pile up queues and subscriptions; the one offline longest goes first.
  */
@@ -34,7 +36,7 @@ export interface ClientSessionsOptions {
 
 export class ClientSessions {
   private readonly sessions = new Map<string, Session>();
-  /** Offline persistent sessions, oldest first (Map order), with when they went offline. */
+  /** Offline persistent sessions, in the order they went offline (Map order), with when each expires. */
   private readonly offline = new Map<string, number>();
   private readonly offlineByDevice = new Map<string, Set<string>>();
   private readonly sweeper: NodeJS.Timeout;
@@ -52,6 +54,8 @@ export class ClientSessions {
    * (online, or offline and not yet expired); else `holder` holds it from now on.
    */
   claim(clientId: string, deviceId: string, holder: object): boolean {
+    const expiresAt = this.offline.get(clientId);
+    if (expiresAt !== undefined && expiresAt <= this.now()) this.drop(clientId, 'expired');
     const session = this.sessions.get(clientId);
     if (session && session.deviceId !== deviceId) return false;
     this.markOnline(clientId, deviceId);
@@ -65,18 +69,20 @@ export class ClientSessions {
   }
 
   /**
-   * `holder`'s connection closed. A clean session ends with it [MQTT-3.1.2-6]; a persistent one
-   * goes offline and starts to age. Nothing happens if another connection took it over meanwhile.
+   * `holder`'s connection closed. A session with no expiry (a clean session) ends with it
+   * [MQTT-3.1.2-6]: true, the caller forgets its state. A persistent one goes offline for
+   * `expireAfterMs` (at most the configured expiry). Nothing happens if another connection took
+   * it over meanwhile.
    */
-  release(clientId: string, holder: object, persistent: boolean): void {
+  release(clientId: string, holder: object, expireAfterMs: number): boolean {
     const session = this.sessions.get(clientId);
-    if (!session || session.holder !== holder) return;
-    if (!persistent) {
+    if (!session || session.holder !== holder) return false;
+    if (expireAfterMs <= 0) {
       this.sessions.delete(clientId);
-      return;
+      return true;
     }
     session.holder = undefined;
-    this.offline.set(clientId, this.now());
+    this.offline.set(clientId, this.now() + Math.min(expireAfterMs, this.options.expireAfterMs));
     let ofDevice = this.offlineByDevice.get(session.deviceId);
     if (!ofDevice) this.offlineByDevice.set(session.deviceId, (ofDevice = new Set()));
     ofDevice.add(clientId);
@@ -84,6 +90,7 @@ export class ClientSessions {
       // The oldest of this device's offline sessions: Set order is the order they went offline.
       this.drop(ofDevice.values().next().value!, 'device_limit');
     }
+    return false;
   }
 
   /** Drops every session of a deleted device, online or not (the broker closes its connections); returns their client ids. */
@@ -104,10 +111,9 @@ export class ClientSessions {
 
   /** Drops the offline sessions that are past their time (also run by a timer). */
   expire(): void {
-    const cutoff = this.now() - this.options.expireAfterMs;
-    for (const [clientId, since] of this.offline) {
-      if (since > cutoff) break;
-      this.drop(clientId, 'expired');
+    const now = this.now();
+    for (const [clientId, expiresAt] of this.offline) {
+      if (expiresAt <= now) this.drop(clientId, 'expired');
     }
   }
 

@@ -1,5 +1,5 @@
 import fs from 'node:fs';
-import type { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
 
 /**
  * Admission at accept: bounds MQTT connections in total and per remote address, so that idle
@@ -65,17 +65,18 @@ export function addressKey(remoteAddress: string | undefined): string {
 
 export class ConnectionAdmission {
   private readonly perAddress = new Map<string, number>();
-  private readonly open = new Set<Socket>();
+  private readonly open = new Set<Duplex>();
 
   constructor(private readonly maxConnections: number, private readonly maxPerAddress: number) {}
 
   /**
-   * Admits `socket` and counts it until it closes, or refuses it: writes CONNACK 3 (server
-   * unavailable), which a client reads as the answer to its CONNECT, and closes at once — the
-   * descriptor is given back without waiting for the CONNECT.
+   * Admits `socket` (a TCP or TLS socket, a WebSocket's stream) from `remoteAddress` and counts
+   * it until it closes, or refuses it: writes CONNACK 3 (server unavailable), which a client of
+   * any version reads as the answer to its CONNECT, and closes at once — the descriptor is given
+   * back without waiting for the CONNECT.
    */
-  admit(socket: Socket): AdmissionRefusal | undefined {
-    const key = addressKey(socket.remoteAddress);
+  admit(socket: Duplex, remoteAddress: string | undefined): AdmissionRefusal | undefined {
+    const key = addressKey(remoteAddress);
     const fromAddress = this.perAddress.get(key) ?? 0;
     const refusal: AdmissionRefusal | undefined = this.open.size >= this.maxConnections ? 'max_connections'
       : fromAddress >= this.maxPerAddress ? 'max_connections_per_address' : undefined;

@@ -15,6 +15,8 @@ const subscribableTopics = new Set([
   'v1/devices/me/attributes',
   'v1/devices/me/attributes/response/+',
   'v1/devices/me/rpc/request/+',
+  // Answers to the device's own requests (ThingsBoard's client-side RPC, e.g. getSessionLimits).
+  'v1/devices/me/rpc/response/+',
 ]);
 
 /** Where rules republish (`republish` nodes): any connected client may subscribe below it. */

@@ -1,9 +1,10 @@
 /**
  * Back-pressure at the socket: counts device messages between arrival and their append to the
- * log, and while more than `limit` are in flight, holds each connection's "done" (aedes reads a
- * connection's next packets only after the previous ones are done). The connections that wait
- * stop reading, TCP pushes back on the devices, and memory stays bounded by `limit` messages plus
- * one socket read per connection, however far ingest falls behind.
+ * log, and while more than `limit` are in flight, holds each message's completion (its
+ * acknowledgement, and the connection's reading on). A connection that takes a message while the
+ * gate is full pauses its stream; it reads on once one of its messages is let go. The connections
+ * that wait stop reading, TCP pushes back on the devices, and memory stays bounded by `limit`
+ * messages plus one socket read per connection, however far ingest falls behind.
  */
 export class InflightGate<E = Error | null> {
   private inflight = 0;
@@ -27,6 +28,11 @@ export class InflightGate<E = Error | null> {
       resume(outcome);
       this.releaseHeld();
     }
+  }
+
+  /** True while more than the limit are in flight: a connection that just took a message stops reading. */
+  full(): boolean {
+    return this.inflight > this.limit;
   }
 
   /** Messages in flight, and connections held back. */

@@ -1,38 +1,70 @@
+import type { EventEmitter } from 'node:events';
 import net from 'node:net';
 import type { Duplex } from 'node:stream';
-import { Aedes, type Client, type PublishPacket, type Subscription } from 'aedes';
 import type { Logger } from '../logger.js';
 import type { Metrics } from '../metrics.js';
 import type { Device, DeviceRegistry } from '../storage/device-registry.js';
 import { ClientSessions, DEFAULT_MAX_OFFLINE_SESSIONS_PER_DEVICE, DEFAULT_SESSION_EXPIRY_MS } from './client-sessions.js';
 import { ConnectionAdmission, DEFAULT_MAX_CONNECTIONS_PER_ADDRESS, defaultMaxConnections, openFilesSoftLimit } from './connection-admission.js';
-import { deviceMaySubscribe, kindOfDeviceTopic, publishTopicList } from './device-topics.js';
-import type { Ingest } from './ingest.js';
+import type { DeviceAuthenticator, DeviceTransportKind, GatewayTopics, PublishOutcome } from './device-connect.js';
+import { kindOfDeviceTopic, publishTopicList } from './device-topics.js';
+import type { Ingest, MessageRejectionCategory } from './ingest.js';
 import { InflightGate } from './inflight-gate.js';
-import { DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_MAX_CONNECT_BYTES, DEFAULT_PACKET_HEADROOM_BYTES, guardMqttFrames } from './mqtt-frame-guard.js';
+import { packetSize } from './mqtt/codec.js';
+import { MqttConnection, type ConnectionInfo } from './mqtt/connection.js';
+import { RC } from './mqtt/reason-codes.js';
+import { RetainedMessages, DEFAULT_MAX_RETAINED_MESSAGES } from './mqtt/retained.js';
+import type { PublishProperties, TransportCore, TransportLimits } from './mqtt/transport-core.js';
+import { DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_MAX_CONNECT_BYTES, DEFAULT_PACKET_HEADROOM_BYTES } from './mqtt-frame-guard.js';
 import { Qos2Receipts } from './qos2-receipts.js';
-import { BoundedSessionStore, DEFAULT_MAX_QUEUED_MESSAGES_PER_SESSION } from './session-store.js';
+import { DEVICE_RPC_REQUEST_PREFIX, sessionLimitsReply } from './session-limits-rpc.js';
+import { BoundedSessionStore, DEFAULT_MAX_QUEUED_MESSAGES_PER_SESSION, type OutboundMessage } from './session-store.js';
 import { ThrottledLog } from './throttled-log.js';
 
-/** CONNACK return codes of MQTT 3.1.1 (section 3.2.2.3). */
-const IDENTIFIER_REJECTED = 2;
-const SERVER_UNAVAILABLE = 3;
-const BAD_USERNAME_OR_PASSWORD = 4;
 /** Device messages being appended at once before connections are held back (about 1 KB of memory each). */
 const DEFAULT_MAX_INFLIGHT_MESSAGES = 100_000;
 /** The default of --max-payload-bytes. */
 export const DEFAULT_MAX_PAYLOAD_BYTES = 65_536;
-/** QoS 2 messages one session may have awaiting PUBREL (MQTT 5 calls it Receive Maximum). */
+/**
+ * QoS 2 messages one session may have awaiting PUBREL (MQTT 3.1.1), and MQTT 5's Receive
+ * Maximum: QoS 1 and 2 messages a client may have unacknowledged.
+ */
 export const DEFAULT_MAX_QOS2_AWAITING_RELEASE = 100;
+/** MQTT 5 topic aliases a client may set on one connection. */
+export const DEFAULT_TOPIC_ALIAS_MAXIMUM = 16;
+/** QoS 1 messages in flight to one client (MQTT 5: also at most its Receive Maximum); beyond, they are queued. */
+export const DEFAULT_MAX_OUTBOUND_INFLIGHT = 100;
+/** Bytes written to a client and not yet taken by it, beyond which QoS 0 messages to it are dropped. */
+export const DEFAULT_MAX_OUTBOUND_BUFFER_BYTES = 1024 * 1024;
+/** Client ids longer than this are refused (ThingsBoard clients send long ones). */
+const MAX_CLIENT_ID_LENGTH = 256;
+/** Where the ThingsBoard gateway API's topics start. */
+const GATEWAY_TOPIC_PREFIX = 'v1/gateway/';
+
 export {
   DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_MAX_CONNECT_BYTES, DEFAULT_MAX_CONNECTIONS_PER_ADDRESS, DEFAULT_MAX_OFFLINE_SESSIONS_PER_DEVICE,
-  DEFAULT_MAX_QUEUED_MESSAGES_PER_SESSION, DEFAULT_PACKET_HEADROOM_BYTES, DEFAULT_SESSION_EXPIRY_MS, defaultMaxConnections,
+  DEFAULT_MAX_QUEUED_MESSAGES_PER_SESSION, DEFAULT_MAX_RETAINED_MESSAGES, DEFAULT_PACKET_HEADROOM_BYTES, DEFAULT_SESSION_EXPIRY_MS, defaultMaxConnections,
 };
+
+/** One device's MQTT connections, for the device list and view. In memory, one entry per device that connected since start. */
+export interface DeviceConnections {
+  /** Connections open now. */
+  connected: number;
+  /** Of the last connection to get its CONNACK. */
+  protocolVersion: 3 | 4 | 5;
+  transport: DeviceTransportKind;
+  lastConnectAt: number;
+  lastDisconnectAt?: number;
+}
 
 export interface MqttBroker {
   server: net.Server;
-  /** Publishes from the server itself (rule republish), to whoever subscribed. */
+  /** Publishes from the server itself (rule republish, alarm notifications), to whoever subscribed. */
   publish(topic: string, payload: string, qos: 0 | 1, retain: boolean): void;
+  /** Serves MQTT on a stream another listener accepted (TLS socket, WebSocket stream). */
+  handle(stream: Duplex, info: ConnectionInfo): void;
+  /** Per device: connected now, protocol version, transport, last connect and disconnect. */
+  connections(): ReadonlyMap<string, Readonly<DeviceConnections>>;
   close(): Promise<void>;
 }
 
@@ -48,14 +80,18 @@ export interface MqttBrokerLimits {
   maxConnectBytes?: number;
   /** Room above maxPayloadBytes for every later packet (topic, packet id, properties). */
   packetHeadroomBytes?: number;
-  /** QoS 2 messages per session awaiting PUBREL; one more disconnects the client. */
+  /** QoS 2 messages per session awaiting PUBREL; one more disconnects the client. MQTT 5: the Receive Maximum. */
   maxQos2AwaitingRelease?: number;
-  /** Messages queued for an offline persistent session; beyond, the newest are dropped. */
+  /** Messages queued for a session (offline, or beyond its client's window); beyond, the newest are dropped. */
   maxQueuedMessagesPerSession?: number;
-  /** Offline persistent sessions are dropped after this long. */
+  /** Offline persistent sessions are dropped after this long (MQTT 5 Session Expiry Intervals are clamped to it). */
   sessionExpiryMs?: number;
   /** Offline persistent sessions per device; beyond, the one offline longest is dropped. */
   maxOfflineSessionsPerDevice?: number;
+  /** MQTT 5 topic aliases per connection. */
+  topicAliasMaximum?: number;
+  /** Topics with a retained message (rule republishes with retain). */
+  maxRetainedMessages?: number;
 }
 
 export interface MqttBrokerOptions extends MqttBrokerLimits {
@@ -67,232 +103,221 @@ export interface MqttBrokerOptions extends MqttBrokerLimits {
   maxInflightMessages?: number;
   /** --max-payload-bytes: a packet may declare this plus packetHeadroomBytes. */
   maxPayloadBytes?: number;
+  /** Checks a CONNECT's credentials (default: the access token in the user name). */
+  authenticate?: DeviceAuthenticator;
+  /** Takes `v1/gateway/...` PUBLISHes of gateway devices; without it those topics are unknown. */
+  gateway?: GatewayTopics;
+  /** Emits `revoked` (device id) when a device's credentials change: its connections close at once. */
+  revoked?: EventEmitter;
 }
 
 /**
- * Sluice's own MQTT broker. A device connects with its access token as username; every PUBLISH
- * is validated and appended to the log inside `authorizePublish`, so that aedes sends the PUBACK
- * of a QoS 1 message only once it is durable. Device messages are not relayed to subscribers.
+ * Sluice's device transport: MQTT 3.1, 3.1.1 and 5 on one port, on mqtt-packet's codec
+ * (docs/architecture.md, "Device transport"). A device connects with its credentials; every
+ * PUBLISH is validated and appended to the log before its PUBACK / PUBREC is sent. Device
+ * messages are not relayed to subscribers; what the server publishes (rules, alarms) is.
  */
 export async function startMqttBroker(options: MqttBrokerOptions): Promise<MqttBroker> {
-  const { registry, ingest, metrics, logger } = options;
-  const devices = new WeakMap<Client, Device>();
-  const clientsByDevice = new Map<string, Set<Client>>();
-  const gate = new InflightGate(options.maxInflightMessages ?? DEFAULT_MAX_INFLIGHT_MESSAGES);
-  const maxQos2AwaitingRelease = options.maxQos2AwaitingRelease ?? DEFAULT_MAX_QOS2_AWAITING_RELEASE;
-  const connectTimeoutMs = options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
+  const { registry, ingest, metrics, logger, gateway } = options;
+  const maxPayloadBytes = options.maxPayloadBytes ?? DEFAULT_MAX_PAYLOAD_BYTES;
+  const maxPacketBytes = maxPayloadBytes + (options.packetHeadroomBytes ?? DEFAULT_PACKET_HEADROOM_BYTES);
+  const receiveMaximum = Math.min(65_535, options.maxQos2AwaitingRelease ?? DEFAULT_MAX_QOS2_AWAITING_RELEASE);
+  const sessionExpiryMs = options.sessionExpiryMs ?? DEFAULT_SESSION_EXPIRY_MS;
+  const limits: TransportLimits = {
+    maxConnectBytes: options.maxConnectBytes ?? DEFAULT_MAX_CONNECT_BYTES,
+    maxPacketBytes,
+    maximumPacketSize: packetSize(maxPacketBytes),
+    connectTimeoutMs: options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS,
+    maxQos2AwaitingRelease: receiveMaximum,
+    receiveMaximum,
+    topicAliasMaximum: Math.min(65_535, options.topicAliasMaximum ?? DEFAULT_TOPIC_ALIAS_MAXIMUM),
+    maxClientIdLength: MAX_CLIENT_ID_LENGTH,
+    maxOutboundInflight: DEFAULT_MAX_OUTBOUND_INFLIGHT,
+    maxOutboundBufferBytes: DEFAULT_MAX_OUTBOUND_BUFFER_BYTES,
+    sessionExpiryMs,
+  };
 
   // Refusals come by the thousand from hostile clients: one log line a second each, every one counted.
-  const authFailureLog = new ThrottledLog(logger, 'info', 'MQTT connection refused: unknown or empty access token');
+  const authFailureLog = new ThrottledLog(logger, 'info', 'MQTT connection refused: bad credentials (an unknown or empty access token, or a wrong password or certificate)');
   const limitLog = new ThrottledLog(logger, 'warn', 'MQTT connection refused or closed at a limit');
   const receipts = new Qos2Receipts();
-  const sessions = new ClientSessions({
-    expireAfterMs: options.sessionExpiryMs ?? DEFAULT_SESSION_EXPIRY_MS,
-    maxOfflinePerDevice: options.maxOfflineSessionsPerDevice ?? DEFAULT_MAX_OFFLINE_SESSIONS_PER_DEVICE,
-    drop(clientId, reason) {
-      metrics.mqttSessionsDropped.inc({ reason });
-      logger.debug({ clientId, reason }, 'MQTT session dropped');
-      store.dropSession(clientId).catch((err: Error) => logger.warn({ clientId, err: err.message }, 'could not drop an MQTT session'));
-    },
-  });
   const store = new BoundedSessionStore({
     receipts,
     maxQueuedPerSession: options.maxQueuedMessagesPerSession ?? DEFAULT_MAX_QUEUED_MESSAGES_PER_SESSION,
-    isOnline: (clientId) => sessions.isOnline(clientId),
     onQueueFull(clientId) {
       metrics.mqttQueuedDropped.inc();
       limitLog.note('session_queue_full', { clientId });
     },
   });
-
-  const broker = await Aedes.createBroker({
-    persistence: store,
-    // aedes' own per-connection bound of the same; Sluice's, per session, is in authorizeQos2.
-    maxInflightInbound: maxQos2AwaitingRelease,
-    // The frame guard closes late CONNECTs; aedes' own timer is only a backstop behind it.
-    connectTimeout: connectTimeoutMs * 2,
-    // A session's client id is the device's business; ThingsBoard clients send long ones.
-    maxClientsIdLength: 256,
-    authenticate(client, username, _password, done) {
-      const device = username ? registry.findByToken(username) : undefined;
-      if (!device) {
-        metrics.authFailures.inc({ transport: 'mqtt' });
-        authFailureLog.note('unknown_token', { clientId: client.id });
-        const err = Object.assign(new Error('unknown or empty access token'), { returnCode: BAD_USERNAME_OR_PASSWORD });
-        return done(err as never, false);
-      }
-      if (ingest.isLogFull()) {
-        // Back-pressure: no new publishers while the disk is full; devices retry later.
-        logger.debug({ clientId: client.id }, 'MQTT connection refused: the log is out of disk space');
-        const err = Object.assign(new Error('server unavailable: disk full'), { returnCode: SERVER_UNAVAILABLE });
-        return done(err as never, false);
-      }
-      // A client id is scoped to the device holding its session: another device may not take it
-      // over (and so disconnect the holder); [MQTT-3.1.3-9] answer 2, identifier rejected.
-      if (!sessions.claim(client.id, device.id, client)) {
-        metrics.mqttConnectionsRefused.inc({ reason: 'client_id_in_use' });
-        limitLog.note('client_id_in_use', { clientId: client.id, deviceId: device.id });
-        const err = Object.assign(new Error('client id in use by another device'), { returnCode: IDENTIFIER_REJECTED });
-        return done(err as never, false);
-      }
-      const persistent = !client.clean;
-      const conn = client.conn as unknown as Duplex;
-      const release = () => sessions.release(client.id, client, persistent);
-      if (conn.closed) release();
-      else conn.once('close', release);
-      devices.set(client, device);
-      done(null, true);
-    },
-    authorizePublish(client, packet, done) {
-      const device = client ? devices.get(client) : undefined;
-      // The broker's own publishes ($SYS heartbeats) come without a client.
-      if (!client || !device) return done(null);
-      // Nothing a device sends is kept as a retained message [MQTT-3.3.1-5 does not apply].
-      packet.retain = false;
-      if (packet.qos === 2) return authorizeQos2(client, device, packet, done);
-      gate.enter();
-      // Per message: QoS 0 and 1 go straight to the append, one promise each. (Inline callbacks:
-      // a named closure per message costs a name definition under tsx, measurably.)
-      let appended: Promise<unknown>;
-      try {
-        appended = handleDevicePublish(device, packet);
-      } catch (err) {
-        appended = Promise.reject(err as Error); // never let a throw reach aedes
-      }
-      appended.then(() => gate.leave(done, null), (err: Error) => gate.leave(done, err));
-    },
-    authorizeSubscribe(client, subscription: Subscription, done) {
-      if (client && devices.has(client) && !deviceMaySubscribe(subscription.topic)) {
-        logger.debug({ clientId: client.id, topic: subscription.topic }, 'subscription refused');
-        return done(null, null as never); // SUBACK 0x80: failure
-      }
-      done(null, subscription);
-    },
-    authorizeForward(client, packet) {
-      return client && devices.has(client) && kindOfDeviceTopic(packet.topic) ? null : packet;
+  const sessions = new ClientSessions({
+    expireAfterMs: sessionExpiryMs,
+    maxOfflinePerDevice: options.maxOfflineSessionsPerDevice ?? DEFAULT_MAX_OFFLINE_SESSIONS_PER_DEVICE,
+    drop(clientId, reason) {
+      metrics.mqttSessionsDropped.inc({ reason });
+      logger.debug({ clientId, reason }, 'MQTT session dropped');
+      store.dropSession(clientId);
     },
   });
+  const retained = new RetainedMessages(options.maxRetainedMessages ?? DEFAULT_MAX_RETAINED_MESSAGES, () => {
+    metrics.mqttOutboundDropped.inc({ reason: 'retained_store_full' });
+    limitLog.note('retained_store_full', {});
+  });
+  const gate = new InflightGate<unknown>(options.maxInflightMessages ?? DEFAULT_MAX_INFLIGHT_MESSAGES);
+  const connectionsByDevice = new Map<string, Set<MqttConnection>>();
+  const open = new Set<MqttConnection>();
+  const presence = new Map<string, DeviceConnections>();
+  let connectionIds = 0;
 
-  // What a device publishes was ingested in authorizePublish and is never relayed to another
-  // client (only devices connect, and authorizeForward blocks device topics), so it skips aedes'
-  // routing — the subscription trie match and the emitter — which cost ~12% of the broker's CPU.
-  // (aedes' typings show publish(packet, callback); internally it is publish(packet, client, done).)
-  type InternalPublish = (packet: PublishPacket, client: Client | null, done?: (err?: Error) => void) => void;
-  const internal = broker as unknown as { publish: InternalPublish };
-  const route = internal.publish.bind(broker);
-  internal.publish = (packet, client, done) => {
-    if (client && devices.has(client)) return done?.();
-    return route(packet, client, done);
+  const authenticate: DeviceAuthenticator = options.authenticate ?? (({ username }) => {
+    const device = username ? registry.findByToken(username) : undefined;
+    return device ? { ok: true, device } : { ok: false, refusal: 'bad_credentials', reason: 'unknown or empty access token' };
+  });
+  const sessionLimits = { maxPayloadBytes, maxInflightMessages: receiveMaximum };
+
+  const reject = (device: Device, topic: string, category: MessageRejectionCategory, reason: string): Promise<PublishOutcome> =>
+    Promise.resolve(ingest.rejectMessage('mqtt', topic, device.id, Date.now(), category, reason));
+
+  const core: TransportCore = {
+    limits, metrics, logger, limitLog, authFailureLog, gate, receipts, sessions, store, authenticate,
+    nextConnectionId: () => ++connectionIds,
+    isLogFull: () => ingest.isLogFull(),
+    route(connection, topic, payload, qos, properties) {
+      const device = connection.device!;
+      // The hot path: telemetry and attributes straight to the append.
+      const kind = kindOfDeviceTopic(topic);
+      if (kind) return ingest.accept(device, kind, payload, 'mqtt', topic, properties?.userProperties);
+      if (topic.startsWith(GATEWAY_TOPIC_PREFIX)) {
+        if (!gateway) return reject(device, topic, 'unknown_topic', `unknown topic "${topic}": this server has no gateway API`);
+        if (device.isGateway !== true) {
+          return reject(device, topic, 'not_authorized', `"${topic}" is for gateways, and device "${device.name}" is not one`);
+        }
+        return gateway.publish({
+          device, connectionId: connection.id, topic, payload, qos, protocolVersion: connection.version,
+          ...(properties?.userProperties ? { userProperties: properties.userProperties } : {}),
+          ...(properties?.responseTopic !== undefined ? { responseTopic: properties.responseTopic } : {}),
+          ...(properties?.correlationData ? { correlationData: properties.correlationData } : {}),
+        });
+      }
+      if (topic.startsWith(DEVICE_RPC_REQUEST_PREFIX)) {
+        const reply = sessionLimitsReply(topic, payload, sessionLimits, device.isGateway === true);
+        if (reply) {
+          const qos = connection.subscribedQos(reply.topic);
+          if (qos !== undefined && connection.session) {
+            connection.deliver(connection.session, { topic: reply.topic, payload: Buffer.from(reply.payload), qos: qos === 0 ? 0 : 1, retain: false });
+          }
+          return Promise.resolve({ accepted: true });
+        }
+      }
+      return reject(device, topic, 'unknown_topic', `unknown topic "${topic}": publish to ${publishTopicList.join(' or ')}`);
+    },
+    retainedMatching: (filter, qos) => retained.matching(filter, qos),
+    outboundDropped(reason, details) {
+      metrics.mqttOutboundDropped.inc({ reason });
+      limitLog.note(reason, details);
+    },
+    connected(connection) {
+      metrics.mqttClients.inc();
+      const device = connection.device!;
+      let set = connectionsByDevice.get(device.id);
+      if (!set) connectionsByDevice.set(device.id, (set = new Set()));
+      set.add(connection);
+      const seen = presence.get(device.id);
+      const now = connection.connectedAt;
+      if (seen) {
+        seen.connected++;
+        seen.protocolVersion = connection.version;
+        seen.transport = connection.info.transport;
+        seen.lastConnectAt = now;
+      } else {
+        presence.set(device.id, { connected: 1, protocolVersion: connection.version, transport: connection.info.transport, lastConnectAt: now });
+      }
+    },
+    disconnected(connection) {
+      metrics.mqttClients.dec();
+      const device = connection.device!;
+      const set = connectionsByDevice.get(device.id);
+      set?.delete(connection);
+      if (set?.size === 0) connectionsByDevice.delete(device.id);
+      const seen = presence.get(device.id);
+      if (seen) {
+        seen.connected = Math.max(0, seen.connected - 1);
+        seen.lastDisconnectAt = Date.now();
+      }
+      if (gateway && device.isGateway === true) {
+        try {
+          gateway.connectionClosed(device, connection.id);
+        } catch (err) {
+          logger.warn({ deviceId: device.id, err: (err as Error).message }, 'the gateway API failed on a closed gateway connection');
+        }
+      }
+    },
   };
 
-  /**
-   * A device's QoS 2 PUBLISH. Its receipt is recorded here, when it arrives, so that aedes finds it
-   * and answers PUBREC once `done` is called — after the append is durable.
-   */
-  function authorizeQos2(client: Client, device: Device, packet: PublishPacket, done: (err: Error | null) => void): void {
-    const sessionId = client.id;
-    const messageId = packet.messageId ?? 0;
-    // [MQTT-4.3.3-2] A packet id still awaiting PUBREL is a retransmission: not appended again,
-    // and answered only once the first copy is durable (if that append fails, so does this).
-    const first = receipts.get(sessionId, messageId);
-    if (first) {
-      first.then(() => done(null), (err: Error) => done(err));
-      return;
-    }
-    // MQTT 3.1.1 has no way to tell a client how many it may leave unreleased; MQTT 5's Receive
-    // Maximum does, and a client that sends more is disconnected (DISCONNECT 0x93). So here,
-    // counted per session, across reconnects: the receipts outlive the connection.
-    if (receipts.count(sessionId) >= maxQos2AwaitingRelease) {
-      metrics.mqttDisconnects.inc({ reason: 'qos2_receive_maximum' });
-      limitLog.note('qos2_receive_maximum', { clientId: sessionId, deviceId: device.id });
-      return done(new Error(`more than ${maxQos2AwaitingRelease} QoS 2 messages awaiting PUBREL`));
-    }
-    gate.enter();
-    let appended: Promise<unknown>;
-    try {
-      appended = handleDevicePublish(device, packet);
-    } catch (err) {
-      appended = Promise.reject(err as Error);
-    }
-    receipts.record(sessionId, messageId, appended);
-    appended.then(() => gate.leave(done, null), (err: Error) => {
-      // Not stored: the device's retransmission must be appended then.
-      receipts.release(sessionId, messageId, appended);
-      gate.leave(done, err);
-    });
-  }
-
-  function handleDevicePublish(device: Device, packet: PublishPacket): Promise<unknown> {
-    const kind = kindOfDeviceTopic(packet.topic);
-    if (!kind) {
-      ingest.reject('mqtt', packet.topic, device.id, Date.now(), 'unknown_topic',
-        `unknown topic "${packet.topic}": publish to ${publishTopicList.join(' or ')}`);
-      return Promise.resolve();
-    }
-    const payload = typeof packet.payload === 'string' ? Buffer.from(packet.payload) : packet.payload;
-    return ingest.accept(device, kind, payload, 'mqtt', packet.topic);
-  }
-
-  broker.on('client', (client) => {
-    metrics.mqttClients.inc();
-    const device = devices.get(client);
-    if (device) {
-      let set = clientsByDevice.get(device.id);
-      if (!set) clientsByDevice.set(device.id, (set = new Set()));
-      set.add(client);
-    }
-  });
-  broker.on('clientDisconnect', (client) => {
-    metrics.mqttClients.dec();
-    const device = devices.get(client);
-    if (device) clientsByDevice.get(device.id)?.delete(client);
-  });
-  broker.on('clientError', (client, err) => logger.debug({ clientId: client.id, err: err.message }, 'MQTT client error'));
-  broker.on('connectionError', (client, err) => logger.debug({ clientId: client.id, err: err.message }, 'MQTT connection error'));
-
+  /** Closes every connection of a device at once: MQTT 5 says why (0x87 not authorized). */
+  const closeDevice = (deviceId: string, reason: string) => {
+    for (const connection of connectionsByDevice.get(deviceId) ?? []) connection.disconnect(RC.NOT_AUTHORIZED, reason);
+  };
   const onDeleted = (device: Device) => {
-    for (const client of clientsByDevice.get(device.id) ?? []) client.close();
-    clientsByDevice.delete(device.id);
+    closeDevice(device.id, 'the device was deleted');
     sessions.dropDevice(device.id);
+    presence.delete(device.id);
   };
+  const onRevoked = (deviceId: string) => closeDevice(deviceId, 'the device\'s credentials changed');
   registry.on('deleted', onDeleted);
+  options.revoked?.on('revoked', onRevoked);
 
-  // Every connection passes admission at accept (a descriptor each), then the frame guard reads
-  // its fixed headers on the way to aedes' parser. Both work on the socket alone.
+  // Every connection passes admission first (a descriptor each, CONNECT or not).
   const admission = new ConnectionAdmission(
     options.maxConnections ?? defaultMaxConnections(openFilesSoftLimit()),
     options.maxConnectionsPerAddress ?? DEFAULT_MAX_CONNECTIONS_PER_ADDRESS,
   );
-  const frameLimits = {
-    maxConnectBytes: options.maxConnectBytes ?? DEFAULT_MAX_CONNECT_BYTES,
-    maxPacketBytes: (options.maxPayloadBytes ?? DEFAULT_MAX_PAYLOAD_BYTES) + (options.packetHeadroomBytes ?? DEFAULT_PACKET_HEADROOM_BYTES),
-    connectTimeoutMs,
-  };
-  const server = net.createServer((socket) => {
-    const remoteAddress = socket.remoteAddress;
-    const refusal = admission.admit(socket);
-    if (refusal) {
-      metrics.mqttConnectionsRefused.inc({ reason: refusal });
-      limitLog.note(refusal, { remoteAddress });
+  let closing = false;
+  const handle = (stream: Duplex, info: ConnectionInfo) => {
+    if (closing) {
+      stream.destroy();
       return;
     }
-    broker.handle(socket);
-    guardMqttFrames(socket, frameLimits, (reason, connectArrived) => {
-      (connectArrived ? metrics.mqttDisconnects : metrics.mqttConnectionsRefused).inc({ reason });
-      limitLog.note(reason, { remoteAddress, clientId: (socket as { client?: Client }).client?.id ?? undefined });
-    });
-  });
+    const refusal = admission.admit(stream, info.remoteAddress);
+    if (refusal) {
+      metrics.mqttConnectionsRefused.inc({ reason: refusal });
+      limitLog.note(refusal, { remoteAddress: info.remoteAddress });
+      return;
+    }
+    const connection = new MqttConnection(core, stream, info);
+    open.add(connection);
+    stream.once('close', () => open.delete(connection));
+  };
+  const server = net.createServer((socket) => handle(socket, { transport: 'tcp', remoteAddress: socket.remoteAddress }));
+
   return {
     server,
+    handle,
     publish(topic, payload, qos, retain) {
-      route({ cmd: 'publish', topic, payload: Buffer.from(payload), qos, retain, dup: false } as PublishPacket, null);
+      // Device telemetry and attributes topics are never relayed to other clients.
+      if (kindOfDeviceTopic(topic)) return;
+      const bytes = Buffer.from(payload);
+      if (retain) retained.put(topic, bytes, qos);
+      const matched = store.subscriptions.match(topic);
+      if (matched.size === 0) return;
+      let atQos1: OutboundMessage | undefined;
+      let atQos0: OutboundMessage | undefined;
+      for (const [session, subscribedQos] of matched) {
+        const message = qos === 1 && subscribedQos >= 1
+          ? (atQos1 ??= { topic, payload: bytes, qos: 1, retain: false })
+          : (atQos0 ??= { topic, payload: bytes, qos: 0, retain: false });
+        if (session.holder) session.holder.deliver(session, message);
+        else if (message.qos === 1) store.enqueue(session, message); // offline: QoS 0 is not kept
+      }
     },
+    connections: () => presence,
     async close() {
+      closing = true;
       registry.off('deleted', onDeleted);
-      // Stop accepting first; server.close() resolves once every connection is closed: the
-      // broker closes its clients, and those that never sent a CONNECT are closed here.
+      options.revoked?.off('revoked', onRevoked);
+      // Stop accepting first; server.close() resolves once every connection is closed.
       const serverClosed = new Promise<void>((resolve) => server.close(() => resolve()));
-      await new Promise<void>((resolve) => broker.close(() => resolve()));
+      for (const connection of open) connection.disconnect(RC.SERVER_SHUTTING_DOWN, 'the server is stopping');
+      for (const connection of open) connection.destroy();
       admission.destroyAll();
       sessions.close();
       authFailureLog.close();

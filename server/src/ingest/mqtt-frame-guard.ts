@@ -1,12 +1,13 @@
-import type { Socket } from 'node:net';
-
 /**
  * Guards a connection's byte stream before any MQTT parser sees it: reads each packet's fixed
  * header (MQTT 3.1.1 §2.2 — a type byte, then the "remaining length" in 1–4 bytes) as the bytes
  * arrive and closes the connection as soon as a header declares more than allowed, instead of
  * letting a parser buffer the packet whole first. Packet bodies are skipped by count, never
- * copied or looked at, so the cost is a few operations per packet. It works on the socket, not
- * inside the broker, so it stays whatever parses MQTT behind it.
+ * copied or looked at, so the cost is a few operations per packet. Each connection
+ * (mqtt/connection.ts) scans every chunk with it before its parser sees the chunk, and closes
+ * on a refusal: MQTT 3.1.1 has no packet to say "too large" — a CONNECT no return code applies to
+ * is closed without a CONNACK [MQTT-3.2.2-6], a later packet closes the connection; MQTT 5 says
+ * DISCONNECT 0x95 (packet too large) first.
  */
 
 /** The largest remaining length 4 bytes can carry (MQTT 3.1.1 §2.2.3): 268,435,455. */
@@ -94,49 +95,4 @@ export class FixedHeaderScanner {
     }
     return undefined;
   }
-}
-
-export interface FrameLimits {
-  /** Largest remaining length of the first packet, the CONNECT. */
-  maxConnectBytes: number;
-  /** Largest remaining length of every later packet. */
-  maxPacketBytes: number;
-  /** The whole CONNECT must arrive within this time of the accept. */
-  connectTimeoutMs: number;
-}
-
-/**
- * Watches `socket`'s bytes as they are read and destroys it when a header breaks a limit or the
- * CONNECT is late; `onRefused` says why (and whether the CONNECT had arrived: after it, it is a
- * disconnect of an accepted client). MQTT 3.1.1 has no packet to say "too large": a server that
- * cannot accept a CONNECT under any return code closes without a CONNACK [MQTT-3.2.2-6], and
- * after CONNECT the only answer is closing the connection (MQTT 5 would send DISCONNECT 0x95).
- *
- * Attach it after the broker's own reader: it listens to 'data', which a stream in paused mode
- * (aedes reads on 'readable') emits for each chunk read, just before the parser gets it; a broker
- * reading in flowing mode is served the same way. It never changes the stream's mode or its data.
- */
-export function guardMqttFrames(socket: Socket, limits: FrameLimits, onRefused: (reason: FrameRefusal, connectArrived: boolean) => void): void {
-  const scanner = new FixedHeaderScanner(limits.maxConnectBytes, limits.maxPacketBytes);
-  let refused = false;
-  const refuse = (reason: FrameRefusal) => {
-    if (refused) return;
-    refused = true;
-    clearTimeout(connectTimer);
-    socket.destroy();
-    onRefused(reason, scanner.connectArrived);
-  };
-  // Connections that never send a CONNECT (or dribble one) hold a descriptor each: bounded here.
-  let connectTimer: NodeJS.Timeout | undefined = setTimeout(() => refuse('connect_timeout'), limits.connectTimeoutMs);
-  connectTimer.unref();
-  socket.on('data', (chunk: Buffer) => {
-    if (refused) return;
-    const refusal = scanner.scan(chunk);
-    if (refusal) return refuse(refusal);
-    if (connectTimer && scanner.connectArrived) {
-      clearTimeout(connectTimer);
-      connectTimer = undefined;
-    }
-  });
-  socket.once('close', () => clearTimeout(connectTimer));
 }

@@ -1,160 +1,130 @@
-import { Readable } from 'node:stream';
-import aedesPersistence from 'aedes-persistence';
 import type { Qos2Receipts } from './qos2-receipts.js';
+import { TopicTree } from './mqtt/topic-tree.js';
 
 /**
- * The broker's session state (aedes' persistence interface) with bounds: subscriptions,
- * retained messages and wills stay in aedes' in-memory persistence; this store keeps the two
- * parts that grow with traffic itself —
- * - each session's queue of outgoing QoS 1/2 messages, capped for sessions that are offline
- *   (MQTT 3.1.1 §4.1 leaves the capacity to the server): at the cap the NEWEST message is dropped,
- *   what was queued first is kept and delivered in order — as Mosquitto's max_queued_messages;
- * - the QoS 2 receipts, without payloads (see Qos2Receipts);
- * and it can drop a whole session (expiry, a deleted device).
+ * The MQTT sessions' state, bounded: each session's subscriptions (also indexed in one topic
+ * tree for matching), its queue of outgoing QoS 1 messages and those in flight, and — in
+ * Qos2Receipts, without payloads — the QoS 2 packet ids it has awaiting PUBREL. Which device
+ * holds a client id and when an offline session expires is ClientSessions' business; this store
+ * forgets a session when told (dropSession).
+ *
+ * The queue holds what could not be sent yet: beyond the client's Receive Maximum while it is
+ * connected, everything while it is offline. It is capped (MQTT 3.1.1 §4.1 leaves the capacity to
+ * the server): at the cap the NEWEST message is dropped, what was queued first is kept and
+ * delivered in order — as Mosquitto's max_queued_messages.
  */
 
-/** Messages queued for one offline persistent session before new ones are dropped. */
+/** Messages queued for one session before new ones are dropped. */
 export const DEFAULT_MAX_QUEUED_MESSAGES_PER_SESSION = 1000;
 
-/** The part of aedes' packet this store reads. */
-interface StoredPacket {
-  brokerId: string;
-  brokerCounter: number;
-  messageId?: number;
-  [field: string]: unknown;
+/** A message from the server to a client (rule republish, alarm notification). */
+export interface OutboundMessage {
+  readonly topic: string;
+  readonly payload: Buffer;
+  readonly qos: 0 | 1;
+  readonly retain: boolean;
 }
-interface SessionRef {
-  id: string;
-  closed?: boolean;
+
+export interface SessionSubscription {
+  /** The QoS granted: what the subscriber gets is at most this. */
+  qos: number;
 }
-type AnyMethod = (...args: unknown[]) => unknown;
-/** aedes' in-memory persistence (a CommonJS function; its typings describe an ES default export). */
-const memoryPersistence = aedesPersistence as unknown as () => Record<string, AnyMethod>;
+
+/** What holds a session while its client is connected: the connection, which sends what the session has. */
+export interface SessionHolder {
+  /** A message for the session, at its QoS for this subscriber (already the lower of the message's and the subscription's). */
+  deliver(session: Session, message: OutboundMessage): void;
+}
+
+export class Session {
+  readonly subscriptions = new Map<string, SessionSubscription>();
+  /** QoS 1 messages not sent yet, oldest first. */
+  readonly queue: OutboundMessage[] = [];
+  /** QoS 1 messages sent and not yet acknowledged (PUBACK), by packet id, in the order sent. */
+  readonly inflight = new Map<number, OutboundMessage>();
+  holder: SessionHolder | undefined;
+  private nextPacketId = 1;
+
+  constructor(readonly clientId: string, readonly deviceId: string) {}
+
+  /** A packet id not in flight [MQTT-2.3.1-2]; the caller keeps fewer than 65,535 in flight. */
+  allocatePacketId(): number {
+    for (;;) {
+      const id = this.nextPacketId;
+      this.nextPacketId = id === 65_535 ? 1 : id + 1;
+      if (!this.inflight.has(id)) return id;
+    }
+  }
+}
 
 export interface SessionStoreOptions {
   receipts: Qos2Receipts;
   maxQueuedPerSession: number;
-  /** True while a client holds the session: its queue is then bounded by the connection instead. */
-  isOnline(clientId: string): boolean;
-  /** A message was not queued for `clientId`: its offline queue is full. */
+  /** A message was not queued for `clientId`: its queue is full. */
   onQueueFull(clientId: string): void;
 }
 
 export class BoundedSessionStore {
-  private readonly inner = memoryPersistence();
-  private readonly outgoing = new Map<string, StoredPacket[]>();
+  private readonly sessions = new Map<string, Session>();
+  /** Every session's subscriptions, for matching a published topic. */
+  readonly subscriptions = new TopicTree<Session>();
 
   constructor(private readonly options: SessionStoreOptions) {}
 
-  // aedes checks that setup is an async function.
-  async setup(broker: unknown): Promise<void> {
-    await this.inner.setup!(broker);
+  get(clientId: string): Session | undefined {
+    return this.sessions.get(clientId);
   }
 
-  async destroy(): Promise<void> {
-    await this.inner.destroy!();
+  /** The session of `clientId`, made if there is none. */
+  open(clientId: string, deviceId: string): Session {
+    let session = this.sessions.get(clientId);
+    if (!session) this.sessions.set(clientId, (session = new Session(clientId, deviceId)));
+    return session;
   }
 
-  // Retained messages, subscriptions and wills: aedes' memory persistence.
-  storeRetained(packet: unknown) { return this.inner.storeRetained!(packet); }
-  createRetainedStream(pattern: unknown) { return this.inner.createRetainedStream!(pattern); }
-  createRetainedStreamCombi(patterns: unknown) { return this.inner.createRetainedStreamCombi!(patterns); }
-  addSubscriptions(client: unknown, subs: unknown) { return this.inner.addSubscriptions!(client, subs); }
-  removeSubscriptions(client: unknown, subs: unknown) { return this.inner.removeSubscriptions!(client, subs); }
-  subscriptionsByClient(client: unknown) { return this.inner.subscriptionsByClient!(client); }
-  subscriptionsByTopic(pattern: unknown) { return this.inner.subscriptionsByTopic!(pattern); }
-  cleanSubscriptions(client: unknown) { return this.inner.cleanSubscriptions!(client); }
-  countOffline() { return this.inner.countOffline!(); }
-  putWill(client: unknown, packet: unknown) { return this.inner.putWill!(client, packet); }
-  getWill(client: unknown) { return this.inner.getWill!(client); }
-  delWill(client: unknown) { return this.inner.delWill!(client); }
-  streamWill(brokers: unknown) { return this.inner.streamWill!(brokers); }
-  getClientList(topic: unknown) { return this.inner.getClientList!(topic); }
-
-  // Outgoing queues: the semantics of aedes-persistence's memory store, with the cap.
-  async outgoingEnqueue(sub: { clientId: string }, packet: StoredPacket): Promise<void> {
-    this.enqueue(sub.clientId, packet);
+  subscribe(session: Session, filter: string, subscription: SessionSubscription): boolean {
+    const isNew = !session.subscriptions.has(filter);
+    session.subscriptions.set(filter, subscription);
+    this.subscriptions.add(filter, session, subscription.qos);
+    return isNew;
   }
 
-  async outgoingEnqueueCombi(subs: { clientId: string }[], packet: StoredPacket): Promise<void> {
-    for (const sub of subs) this.enqueue(sub.clientId, packet);
+  unsubscribe(session: Session, filter: string): boolean {
+    if (!session.subscriptions.delete(filter)) return false;
+    this.subscriptions.remove(filter, session);
+    return true;
   }
 
-  private enqueue(clientId: string, packet: StoredPacket): void {
-    let queue = this.outgoing.get(clientId);
-    if ((queue?.length ?? 0) >= this.options.maxQueuedPerSession && !this.options.isOnline(clientId)) {
-      this.options.onQueueFull(clientId);
-      return;
+  /** Queues a QoS 1 message for `session`; false (and counted by onQueueFull) if its queue is full. */
+  enqueue(session: Session, message: OutboundMessage): boolean {
+    if (session.queue.length >= this.options.maxQueuedPerSession) {
+      this.options.onQueueFull(session.clientId);
+      return false;
     }
-    if (!queue) this.outgoing.set(clientId, (queue = []));
-    // A copy per session: each gets its own packet id when it is sent [MQTT-2.3.1-1].
-    queue.push({ ...packet, messageId: undefined });
+    session.queue.push(message);
+    return true;
   }
 
-  /** A queued message is being sent: records the packet id it goes out with. */
-  async outgoingUpdate(client: SessionRef, packet: StoredPacket): Promise<void> {
-    const queue = this.outgoing.get(client.id) ?? [];
-    for (let i = 0; i < queue.length; i++) {
-      const queued = queue[i]!;
-      if (queued.brokerId === packet.brokerId) {
-        if (queued.brokerCounter === packet.brokerCounter) {
-          queued.messageId = packet.messageId;
-          return;
-        }
-      } else if (queued.messageId === packet.messageId) {
-        queue[i] = packet;
-        return;
-      }
-    }
-    throw new Error('no such packet');
-  }
-
-  /** Acknowledged (PUBACK / PUBCOMP) or not to be sent: removes it from the queue. */
-  async outgoingClearMessageId(client: SessionRef, packet: { messageId?: number }): Promise<StoredPacket | undefined> {
-    const queue = this.outgoing.get(client.id);
-    if (!queue) return undefined;
-    const i = queue.findIndex((queued) => queued.messageId === packet.messageId);
-    if (i < 0) return undefined;
-    const [removed] = queue.splice(i, 1);
-    if (queue.length === 0) this.outgoing.delete(client.id);
-    return removed;
-  }
-
-  outgoingStream(client: SessionRef): Readable {
-    return Readable.from([...(this.outgoing.get(client.id) ?? [])]);
-  }
-
-  /** Messages queued for `clientId` now. */
+  /** Messages queued for `clientId` now (not counting those in flight). */
   queued(clientId: string): number {
-    return this.outgoing.get(clientId)?.length ?? 0;
+    return this.sessions.get(clientId)?.queue.length ?? 0;
   }
 
-  // QoS 2 receipts. Sluice records them itself when a device's PUBLISH arrives; aedes stores one
-  // here only for a PUBLISH it did not find — or late, for a connection already taken over
-  // (its store must not land in the new session, so a closed connection's is dropped).
-  async incomingStorePacket(client: SessionRef, packet: { messageId: number }): Promise<void> {
-    if (client.closed) return;
-    this.options.receipts.record(client.id, packet.messageId, Promise.resolve());
+  /** Sessions kept now, online or not. */
+  get size(): number {
+    return this.sessions.size;
   }
 
-  async incomingGetPacket(client: SessionRef, packet: { messageId: number }): Promise<{ cmd: 'publish'; messageId: number; qos: 2 }> {
-    if (!this.options.receipts.get(client.id, packet.messageId)) throw new Error('no such packet');
-    return { cmd: 'publish', messageId: packet.messageId, qos: 2 };
-  }
-
-  async incomingDelPacket(client: SessionRef, packet: { messageId: number }): Promise<void> {
-    if (!this.options.receipts.release(client.id, packet.messageId)) throw new Error('no such packet');
-  }
-
-  async cleanIncoming(client: SessionRef): Promise<void> {
-    this.options.receipts.clear(client.id);
-  }
-
-  /** Forgets everything of a session that is not connected: queue, receipts, subscriptions, will. */
-  async dropSession(clientId: string): Promise<void> {
-    this.outgoing.delete(clientId);
+  /** Forgets everything of a session: subscriptions, queue, messages in flight, QoS 2 receipts. */
+  dropSession(clientId: string): void {
+    const session = this.sessions.get(clientId);
     this.options.receipts.clear(clientId);
-    await this.inner.cleanSubscriptions!({ id: clientId });
-    await this.inner.delWill!({ id: clientId });
+    if (!session) return;
+    for (const filter of session.subscriptions.keys()) this.subscriptions.remove(filter, session);
+    session.subscriptions.clear();
+    session.queue.length = 0;
+    session.inflight.clear();
+    session.holder = undefined;
+    this.sessions.delete(clientId);
   }
 }
